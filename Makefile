@@ -1,0 +1,32 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck bench docs clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev,server,metrics]"
+	touch $(STAMP)
+
+## Serve the sample app on SQLite (migrated first) at http://127.0.0.1:8000 (OpenAPI at /schema).
+run: $(STAMP)
+	$(BIN)/litestar --app sample_project.app:app database upgrade --no-prompt
+	$(BIN)/litestar --app sample_project.app:app run --host 127.0.0.1 --port 8000
+
+## The whole test suite (needs PostgreSQL on 127.0.0.1:5432; see README).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict litestar_db
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

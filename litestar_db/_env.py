@@ -1,0 +1,98 @@
+"""Environment-variable parsing for :meth:`DatabaseConfig.from_env` (kept apart to keep ``config`` small)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from litestar_db.config import (
+    ConfigurationError,
+    ConnectionConfig,
+    MigrationConfig,
+    PoolConfig,
+    ReadWriteConfig,
+    ReplicaConfig,
+)
+
+__all__ = ("DEFAULT_URL", "config_kwargs_from_env")
+
+DEFAULT_URL = "sqlite+aiosqlite:///db.sqlite3"
+_T = TypeVar("_T")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(raw)
+
+
+def _get(env: Mapping[str, str], name: str, convert: Callable[[str], _T]) -> _T | None:
+    raw = env.get(name)
+    if raw is None:
+        return None
+    try:
+        return convert(raw.strip())
+    except ValueError:
+        raise ConfigurationError(name, raw, f"cannot be read as {convert.__name__.lstrip('_')}") from None
+
+
+def config_kwargs_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """Translate ``DATABASE_*`` variables into :class:`~litestar_db.config.DatabaseConfig` keyword arguments.
+
+    Returns:
+        Keyword arguments for ``DatabaseConfig``.
+
+    Raises:
+        ConfigurationError: naming the variable whose value cannot be parsed or is out of range.
+    """
+    kwargs: dict[str, Any] = {"url": env.get("DATABASE_URL") or DEFAULT_URL}
+    pool: dict[str, Any] = {}
+    for name, key, conv in (
+        ("DATABASE_POOL_SIZE", "min_size", int),
+        ("DATABASE_POOL_MAX_SIZE", "max_size", int),
+        ("DATABASE_POOL_TIMEOUT", "timeout", float),
+        ("DATABASE_POOL_RECYCLE", "recycle", float),
+        ("DATABASE_POOL_PRE_PING", "pre_ping", _bool),
+    ):
+        value = _get(env, name, conv)  # type: ignore[arg-type]
+        if value is not None:
+            pool[key] = value
+    if "min_size" in pool and "max_size" not in pool:
+        pool["max_size"] = max(pool["min_size"] + 10, PoolConfig.max_size)
+    if pool:
+        try:
+            kwargs["pool"] = PoolConfig(**pool)
+        except ConfigurationError as exc:
+            raise ConfigurationError(_env_name(exc.field), exc.value, str(exc).split(": ", 1)[-1]) from None
+    for name, key, conv in (
+        ("DATABASE_ECHO", "echo", _bool),
+        ("DATABASE_STATEMENT_TIMEOUT", "statement_timeout", float),
+        ("DATABASE_SLOW_QUERY_SECONDS", "slow_query_seconds", float),
+    ):
+        value = _get(env, name, conv)  # type: ignore[arg-type]
+        if value is not None:
+            kwargs[key] = value
+    if app_name := env.get("DATABASE_APPLICATION_NAME"):
+        kwargs["connection"] = ConnectionConfig(application_name=app_name)
+    replica_urls = [u.strip() for u in (env.get("DATABASE_REPLICA_URLS") or "").split(",") if u.strip()]
+    if replica_urls:
+        replicas = tuple(ReplicaConfig(url=u, name=f"replica{i}") for i, u in enumerate(replica_urls, start=1))
+        kwargs["read_write"] = ReadWriteConfig(enable_read_write_split=True, replicas=replicas)
+    migrate = _get(env, "DATABASE_MIGRATE_ON_STARTUP", _bool)
+    if migrate is not None:
+        kwargs["migrations"] = MigrationConfig(migrate_on_startup=migrate)
+    return kwargs
+
+
+def _env_name(field_name: str) -> str:
+    return {
+        "pool.min_size": "DATABASE_POOL_SIZE",
+        "pool.max_size": "DATABASE_POOL_MAX_SIZE",
+        "pool.timeout": "DATABASE_POOL_TIMEOUT",
+        "pool.recycle": "DATABASE_POOL_RECYCLE",
+    }.get(field_name, field_name)

@@ -1,0 +1,442 @@
+"""Configuration for litestar_db: one :class:`DatabaseConfig` object and its parts.
+
+Every part is a frozen stdlib dataclass validated at construction. A wrong value raises a single
+:class:`ConfigurationError` whose message names the field (``pool.max_size``) and the bad value; the
+password is never part of a ``repr``, a ``str`` or an error message.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from advanced_alchemy.exceptions import ImproperConfigurationError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+__all__ = (
+    "ConfigurationError",
+    "ConnectionConfig",
+    "CredentialsConfig",
+    "DatabaseConfig",
+    "DatabaseType",
+    "HealthConfig",
+    "MigrationConfig",
+    "PoolConfig",
+    "ReadWriteConfig",
+    "ReplicaConfig",
+    "RequestConfig",
+)
+
+_ISOLATION_LEVELS = frozenset(
+    {"READ UNCOMMITTED", "READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE", "AUTOCOMMIT"},
+)
+RoutingStrategy = Literal["round_robin", "random", "least_lag"]
+
+
+class ConfigurationError(ImproperConfigurationError, ValueError):
+    """A configuration value is invalid.
+
+    Raised at construction time (never at first use). ``field`` is the dotted name of the offending field
+    (``"pool.max_size"``, ``"url"``, ``"DATABASE_POOL_SIZE"``); the message never contains a password.
+
+    Args:
+        field: Dotted field name, or the environment variable that carried the value.
+        value: The rejected value (already masked by the caller when it may hold a secret).
+        reason: What is wrong, in a few words.
+    """
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        self.field = field
+        self.value = value
+        super().__init__(f"invalid {field}={value!r}: {reason}")
+
+
+class DatabaseType(str, enum.Enum):
+    """The database backend; selects the async driver (asyncpg or aiosqlite)."""
+
+    POSTGRESQL = "postgresql"
+    SQLITE = "sqlite"
+
+
+def _check(ok: bool, field_name: str, value: object, reason: str) -> None:
+    if not ok:
+        raise ConfigurationError(field_name, value, reason)
+
+
+def _positive(value: float | None, field_name: str, *, allow_zero: bool = False, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
+    _check(ok, field_name, value, "must be >= 0" if allow_zero else "must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionConfig:
+    """Where the database is (PostgreSQL) or which file it is (SQLite)."""
+
+    host: str = "localhost"
+    """Server host name or address (PostgreSQL)."""
+    port: int = 5432
+    """Server TCP port, 1-65535 (PostgreSQL)."""
+    database: str = "postgres"
+    """Database name (PostgreSQL) or file path (SQLite; ``":memory:"`` for an in-memory database)."""
+    application_name: str | None = None
+    """Reported in ``pg_stat_activity.application_name``; defaults to ``"litestar_db"``."""
+    connect_timeout: float = 10.0
+    """Seconds to wait for a new server connection before giving up."""
+    pgbouncer: bool = False
+    """Set when connecting through PgBouncer in transaction mode: disables asyncpg's prepared statement caches
+    and gives each prepared statement a unique name (also ``?pgbouncer=true`` in a URL)."""
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.host, str) and bool(self.host), "connection.host", self.host, "must be a non-empty string")
+        ok_port = isinstance(self.port, int) and not isinstance(self.port, bool) and 1 <= self.port <= 65535
+        _check(ok_port, "connection.port", self.port, "must be an integer between 1 and 65535")
+        _check(isinstance(self.database, str) and bool(self.database), "connection.database", self.database, "empty")
+        _positive(self.connect_timeout, "connection.connect_timeout")
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialsConfig:
+    """Login for PostgreSQL. The password is excluded from ``repr`` and from every message."""
+
+    username: str | None = None
+    """Role name; ``None`` uses the driver's default (the OS user)."""
+    password: str | None = field(default=None, repr=False)
+    """Password; never printed."""
+
+    def __repr__(self) -> str:
+        masked = "'***'" if self.password else "None"
+        return f"CredentialsConfig(username={self.username!r}, password={masked})"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    """Connection pool (SQLAlchemy ``QueuePool``) settings.
+
+    ``min_size`` connections are kept open (SQLAlchemy's ``pool_size``); up to ``max_size`` exist at once, so
+    ``max_overflow`` is ``max_size - min_size`` unless given (and then it must agree).
+    """
+
+    min_size: int = 5
+    """Connections kept open in the pool (SQLAlchemy ``pool_size``)."""
+    max_size: int = 15
+    """Upper bound of open connections, overflow included."""
+    max_overflow: int | None = None
+    """Connections allowed above ``min_size``; derived from ``max_size`` when ``None``."""
+    timeout: float = 30.0
+    """Seconds a checkout waits for a free connection before failing (503 in a request)."""
+    recycle: float = 3600.0
+    """Seconds after which a connection is replaced at its next checkout; ``-1`` disables."""
+    pre_ping: bool = True
+    """Test each connection at checkout and replace it if the server dropped it."""
+    reset_on_return: Literal["rollback", "commit"] | None = "rollback"
+    """What the pool does to a connection given back (always ``rollback`` unless you know why)."""
+    echo_pool: bool = False
+    """Log pool checkouts and checkins."""
+
+    def __post_init__(self) -> None:
+        for name in ("min_size", "max_size"):
+            value = getattr(self, name)
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= (0 if name == "min_size" else 1)
+            _check(ok, f"pool.{name}", value, "must be an integer >= " + ("0" if name == "min_size" else "1"))
+        _check(self.min_size <= self.max_size, "pool.min_size", self.min_size, f"exceeds max_size={self.max_size}")
+        if self.max_overflow is not None:
+            expected = self.max_size - self.min_size
+            _check(self.max_overflow == expected, "pool.max_overflow", self.max_overflow, f"must be {expected}")
+        _positive(self.timeout, "pool.timeout")
+        ok_recycle = isinstance(self.recycle, int | float) and (self.recycle == -1 or self.recycle > 0)
+        _check(ok_recycle, "pool.recycle", self.recycle, "must be > 0 seconds or -1")
+        _check(self.reset_on_return in ("rollback", "commit", None), "pool.reset_on_return", self.reset_on_return, "")
+
+    @property
+    def overflow(self) -> int:
+        """Connections allowed above ``min_size``."""
+        return self.max_size - self.min_size
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaConfig:
+    """One PostgreSQL streaming replica (hot standby) used for reads."""
+
+    url: str | None = field(default=None, repr=False)
+    """``postgresql://user:pass@host:port/db``; alternatively give ``connection``/``credentials``."""
+    connection: ConnectionConfig | None = None
+    """Connection parts; defaults to the primary's credentials when ``credentials`` is ``None``."""
+    credentials: CredentialsConfig | None = None
+    """Login for this replica; the primary's when ``None``."""
+    name: str | None = None
+    """Label used in stats, health and metrics; defaults to ``replica<N>``."""
+    weight: int = 1
+    """Relative share of reads (3 and 1 give a 3:1 split)."""
+    pool: PoolConfig | None = None
+    """Pool settings for this replica; the primary's when ``None``."""
+
+    def __post_init__(self) -> None:
+        _check((self.url is None) != (self.connection is None), "read_write.replicas", self.name, "give url or connection")
+        ok = isinstance(self.weight, int) and not isinstance(self.weight, bool) and self.weight >= 1
+        _check(ok, "read_write.replicas.weight", self.weight, "must be an integer >= 1")
+        if self.url is not None:
+            _parse_url(self.url, "read_write.replicas.url")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadWriteConfig:
+    """Read/write split: reads go to replicas, writes to the primary (Rails' automatic role switching)."""
+
+    enable_read_write_split: bool = False
+    """Route reads to replicas; when ``False`` everything uses the primary."""
+    replicas: tuple[ReplicaConfig, ...] = ()
+    """The replicas; each gets its own pool."""
+    strategy: RoutingStrategy = "round_robin"
+    """How a replica is chosen among the healthy ones (weights apply to ``round_robin`` and ``random``)."""
+    max_lag_seconds: float | None = 30.0
+    """A replica whose replay lag exceeds this (seconds) is ejected; ``None`` disables the check."""
+    max_lag_bytes: int | None = None
+    """A replica more than this many bytes of WAL behind is ejected; ``None`` disables the check."""
+    sticky_seconds: float = 5.0
+    """After a write, the client reads from the primary for this long where WAL positions are unavailable."""
+    failure_cooldown_seconds: float = 30.0
+    """Seconds an ejected replica stays out of rotation before it is probed again."""
+    fallback_to_primary: bool = True
+    """Read from the primary when no replica is healthy (else raise ``DatabaseUnavailableError``)."""
+    monitor_interval_seconds: float = 2.0
+    """Seconds between lag/health probes of each replica."""
+    token_transport: Literal["cookie", "header"] = "cookie"
+    """How the read-your-writes token travels to the client."""
+    token_name: str = "litestar-db-lsn"
+    """Cookie or header name of the read-your-writes token."""
+    token_secret: str | None = field(default=None, repr=False)
+    """HMAC key signing the token; random per process when ``None`` (set it when running several instances)."""
+
+    def __post_init__(self) -> None:
+        replicas = tuple(self.replicas)
+        object.__setattr__(self, "replicas", replicas)
+        for item in replicas:
+            _check(isinstance(item, ReplicaConfig), "read_write.replicas", item, "items must be ReplicaConfig")
+        ok_strategy = self.strategy in ("round_robin", "random", "least_lag")
+        _check(ok_strategy, "read_write.strategy", self.strategy, "must be round_robin, random or least_lag")
+        _positive(self.max_lag_seconds, "read_write.max_lag_seconds", optional=True)
+        _positive(self.max_lag_bytes, "read_write.max_lag_bytes", optional=True)
+        _positive(self.sticky_seconds, "read_write.sticky_seconds", allow_zero=True)
+        _positive(self.failure_cooldown_seconds, "read_write.failure_cooldown_seconds", allow_zero=True)
+        _positive(self.monitor_interval_seconds, "read_write.monitor_interval_seconds")
+        transport = self.token_transport
+        _check(transport in ("cookie", "header"), "read_write.token_transport", transport, "cookie or header")
+        names = [r.name for r in replicas if r.name]
+        _check(len(names) == len(set(names)), "read_write.replicas.name", names, "names must be unique")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestConfig:
+    """The request transaction (Django's ``ATOMIC_REQUESTS``) applied by the Litestar plugin."""
+
+    autocommit: bool = True
+    """Commit the request's session when the response is a success; opt out per route with ``opt``."""
+    commit_on_redirect: bool = False
+    """Also commit on 3xx responses."""
+    session_dependency_key: str = "db_session"
+    """Name under which handlers receive the request's ``AsyncSession``."""
+    engine_dependency_key: str = "db_engine"
+    """Name under which handlers receive the primary ``AsyncEngine``."""
+    read_only_methods: tuple[str, ...] = ("GET", "HEAD", "OPTIONS")
+    """Requests with these methods may read from replicas (when the split is enabled)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    """The health controller (``/health/live``, ``/health/ready``) and probe behaviour."""
+
+    enabled: bool = True
+    """Register the health controller."""
+    path: str = "/health"
+    """Base path of the controller."""
+    cache_seconds: float = 1.0
+    """Probe results are reused for this many seconds so probe floods don't load the database."""
+    probe_timeout_seconds: float = 1.0
+    """Time budget for one engine's probe (seconds)."""
+    retry_after_seconds: int = 5
+    """``Retry-After`` sent with a 503 from readiness or a request that found the database unavailable."""
+    fail_on_pending_migrations: bool = True
+    """Readiness answers 503 while the schema is behind the migration head."""
+
+    def __post_init__(self) -> None:
+        _check(self.path.startswith("/"), "health.path", self.path, "must start with '/'")
+        _positive(self.cache_seconds, "health.cache_seconds", allow_zero=True)
+        _positive(self.probe_timeout_seconds, "health.probe_timeout_seconds")
+        _positive(self.retry_after_seconds, "health.retry_after_seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationConfig:
+    """Alembic settings used by ``litestar database …`` and ``Database.migrations``."""
+
+    script_location: str = "migrations"
+    """Directory holding Alembic's ``env.py`` and ``versions/``."""
+    version_table_name: str = "alembic_version"
+    """Table recording the applied revision."""
+    migrate_on_startup: bool = False
+    """Upgrade to head (under the migration lock) before the app serves."""
+
+
+def _parse_url(raw: str, field_name: str) -> URL:
+    try:
+        url = make_url(raw)
+    except (ArgumentError, ValueError):
+        raise ConfigurationError(field_name, _mask(raw), "not a database URL") from None
+    backend = url.get_backend_name()
+    _check(backend in ("postgresql", "postgres", "sqlite"), field_name, _mask(raw), "scheme must be postgresql or sqlite")
+    return url
+
+
+def _mask(raw: str) -> str:
+    try:
+        return make_url(raw).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - unparseable URL: show nothing that may hold a secret
+        return "<unparseable URL>"
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    """The one configuration object of litestar_db.
+
+    Either give ``url`` (``postgresql://…`` or ``sqlite:///file.db``) or the parts (``type``, ``connection``,
+    ``credentials``). Construction validates every field.
+
+    Raises:
+        ConfigurationError: naming the first invalid field and its (masked) value.
+    """
+
+    type: DatabaseType = DatabaseType.POSTGRESQL
+    """Backend; inferred from ``url`` when a URL is given."""
+    connection: ConnectionConfig = field(default_factory=ConnectionConfig)
+    """Host, port, database and connection options."""
+    credentials: CredentialsConfig = field(default_factory=CredentialsConfig)
+    """Username and password."""
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    """Primary pool settings (replicas inherit them unless they set their own)."""
+    read_write: ReadWriteConfig = field(default_factory=ReadWriteConfig)
+    """Read-replica routing."""
+    url: str | None = field(default=None, repr=False)
+    """Shortcut for the parts above; its password is never printed."""
+    echo: bool = False
+    """Log every SQL statement (SQLAlchemy ``echo``)."""
+    statement_timeout: float | None = None
+    """PostgreSQL ``statement_timeout`` in seconds for every session; ``None`` keeps the server default."""
+    isolation_level: str | None = None
+    """Default isolation level of every transaction (``"READ COMMITTED"``, ``"SERIALIZABLE"``, …)."""
+    slow_query_seconds: float = 0.5
+    """Statements slower than this count as slow in the stats."""
+    request: RequestConfig = field(default_factory=RequestConfig)
+    """The Litestar request transaction."""
+    health: HealthConfig = field(default_factory=HealthConfig)
+    """Health controller and probes."""
+    migrations: MigrationConfig = field(default_factory=MigrationConfig)
+    """Alembic migrations."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.type, DatabaseType):
+            try:
+                object.__setattr__(self, "type", DatabaseType(str(self.type).lower()))
+            except ValueError:
+                raise ConfigurationError("type", self.type, "must be postgresql or sqlite") from None
+        if self.url is not None:
+            url = _parse_url(self.url, "url")
+            inferred = DatabaseType.SQLITE if url.get_backend_name() == "sqlite" else DatabaseType.POSTGRESQL
+            object.__setattr__(self, "type", inferred)
+            if url.query.get("pgbouncer", "").lower() in ("1", "true", "yes", "on"):
+                object.__setattr__(self, "connection", replace(self.connection, pgbouncer=True))
+        _positive(self.statement_timeout, "statement_timeout", optional=True)
+        _positive(self.slow_query_seconds, "slow_query_seconds", allow_zero=True)
+        level = self.isolation_level
+        _check(level is None or level.upper() in _ISOLATION_LEVELS, "isolation_level", level, "unknown isolation level")
+        if self.read_write.enable_read_write_split and self.type is not DatabaseType.POSTGRESQL:
+            raise ConfigurationError("read_write.enable_read_write_split", True, "replicas need PostgreSQL")
+
+    def __repr__(self) -> str:
+        where = _mask(self.url) if self.url else f"{self.connection.host}:{self.connection.port}"
+        return f"DatabaseConfig(type={self.type.value!r}, database={where!r}, pool={self.pool!r})"
+
+    __str__ = __repr__
+
+    @property
+    def is_postgresql(self) -> bool:
+        """Whether the backend is PostgreSQL."""
+        return self.type is DatabaseType.POSTGRESQL
+
+    def sqlalchemy_url(self) -> URL:
+        """The primary's SQLAlchemy URL with the async driver (``postgresql+asyncpg``/``sqlite+aiosqlite``).
+
+        Returns:
+            A :class:`sqlalchemy.engine.URL`; render it with ``hide_password=True`` before showing it.
+        """
+        if self.url is not None:
+            return _driver_url(_parse_url(self.url, "url"))
+        if self.type is DatabaseType.SQLITE:
+            return URL.create("sqlite+aiosqlite", database=self.connection.database)
+        return URL.create(
+            "postgresql+asyncpg",
+            username=self.credentials.username,
+            password=self.credentials.password,
+            host=self.connection.host,
+            port=self.connection.port,
+            database=self.connection.database,
+        )
+
+    def replica_url(self, replica: ReplicaConfig) -> URL:
+        """The SQLAlchemy URL of ``replica`` (credentials default to the primary's).
+
+        Returns:
+            A :class:`sqlalchemy.engine.URL` using ``postgresql+asyncpg``.
+        """
+        if replica.url is not None:
+            return _driver_url(_parse_url(replica.url, "read_write.replicas.url"))
+        conn = replica.connection or self.connection
+        primary = self.sqlalchemy_url()
+        creds = replica.credentials or CredentialsConfig(primary.username, primary.password)
+        return URL.create(
+            "postgresql+asyncpg",
+            username=creds.username,
+            password=creds.password,
+            host=conn.host,
+            port=conn.port,
+            database=conn.database,
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> DatabaseConfig:
+        """Build a config from environment variables (12-factor style).
+
+        Reads ``DATABASE_URL`` (default ``sqlite+aiosqlite:///db.sqlite3``), ``DATABASE_POOL_SIZE`` (min_size),
+        ``DATABASE_POOL_MAX_SIZE``, ``DATABASE_POOL_TIMEOUT`` (seconds), ``DATABASE_POOL_RECYCLE`` (seconds),
+        ``DATABASE_POOL_PRE_PING``, ``DATABASE_ECHO``, ``DATABASE_STATEMENT_TIMEOUT`` (seconds),
+        ``DATABASE_APPLICATION_NAME``, ``DATABASE_REPLICA_URLS`` (comma-separated; enables the split) and
+        ``DATABASE_MIGRATE_ON_STARTUP``.
+
+        Args:
+            environ: Mapping to read instead of ``os.environ``.
+            **overrides: Fields of :class:`DatabaseConfig` that win over the environment.
+
+        Returns:
+            The validated config.
+
+        Raises:
+            ConfigurationError: naming the environment variable whose value is invalid.
+        """
+        env = os.environ if environ is None else environ
+        from litestar_db._env import config_kwargs_from_env
+
+        kwargs = config_kwargs_from_env(env)
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+
+def _driver_url(url: URL) -> URL:
+    query = {k: v for k, v in url.query.items() if k != "pgbouncer"}
+    if url.get_backend_name() == "sqlite":
+        return url.set(drivername="sqlite+aiosqlite", query=query)
+    return url.set(drivername="postgresql+asyncpg", query=query)

@@ -1,0 +1,345 @@
+"""The :class:`Database`: engines, session makers and the three levels of access, plus the module registry.
+
+Three levels of access (the users' guide's vocabulary):
+
+* :meth:`Database.session` - an ORM session; the caller commits, anything uncommitted is rolled back at exit.
+* :meth:`Database.transaction` - commits on normal exit, rolls back on exception; nested blocks are SAVEPOINTs.
+* :meth:`Database.connection` - a Core connection for raw SQL and bulk work, in a transaction committed at exit.
+
+All three translate driver errors into :mod:`litestar_db.errors` and never leave a connection in a transaction.
+The module-level functions (:func:`session`, :func:`transaction`, …) use the database registered by
+:func:`initialize_database` (Django's ``django.db.connections`` idea, with one default alias).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from typing import TypeVar
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+
+from litestar_db.config import DatabaseConfig
+from litestar_db.engines import create_engine_for
+from litestar_db.errors import PoolTimeoutError, translate_error
+from litestar_db.stats import DatabaseStats, EngineCounters, EngineStats, instrument_engine
+from litestar_db.transactions import atomic, run_in_transaction
+
+__all__ = (
+    "Database",
+    "cleanup_database",
+    "connection",
+    "get_database",
+    "initialize_database",
+    "read_replica",
+    "session",
+    "transaction",
+)
+
+logger = logging.getLogger("litestar_db")
+_T = TypeVar("_T")
+_current_session: ContextVar[AsyncSession | None] = ContextVar("litestar_db_current_session", default=None)
+_OPENED_AT = "litestar_db.opened_at"
+_PKG_DIR = str(Path(__file__).parent)
+
+
+def _caller() -> str:
+    """``file:line`` of the first frame outside contextlib and litestar_db (where the session was opened)."""
+    frame = sys._getframe(1)
+    while frame.f_back is not None and (
+        frame.f_code.co_filename.endswith("contextlib.py") or f"{_PKG_DIR}" in frame.f_code.co_filename
+    ):
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+class Database:
+    """Owns the primary engine (and replica engines), the session maker and the statistics.
+
+    Creating a ``Database`` opens no connection; engines connect on first use, on the running event loop.
+
+    Args:
+        config: The validated :class:`~litestar_db.config.DatabaseConfig`.
+    """
+
+    def __init__(self, config: DatabaseConfig) -> None:
+        self.config = config
+        self.engine: AsyncEngine = create_engine_for(config, config.sqlalchemy_url(), config.pool)
+        """The primary's engine (one pool shared by every session, the DI ``db_engine`` and migrations)."""
+        self._counters: dict[str, EngineCounters] = {"primary": EngineCounters(config.slow_query_seconds)}
+        instrument_engine(self.engine, self._counters["primary"])
+        self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            self.engine, expire_on_commit=False, close_resets_only=False
+        )
+        """Factory of primary sessions; ``expire_on_commit=False`` so objects stay readable after commit."""
+        self._retried = 0
+        self._probe_engine: AsyncEngine | None = None
+        self._closed = False
+
+    # -- statistics ------------------------------------------------------------------------------------------
+    def counters_retried(self) -> None:
+        """Count one retried unit of work (called by :func:`~litestar_db.transactions.run_in_transaction`)."""
+        self._retried += 1
+
+    def record_error(self, exc: BaseException, engine: str = "primary") -> None:
+        """Count errors that no engine event sees (pool checkout timeouts)."""
+        if isinstance(exc, PoolTimeoutError) and engine in self._counters:
+            self._counters[engine].checkout_timeouts += 1
+
+    async def get_stats(self) -> DatabaseStats:
+        """Pool and usage figures of every engine.
+
+        Returns:
+            A :class:`~litestar_db.stats.DatabaseStats` (msgspec Struct; ``msgspec.json.encode`` it for JSON).
+        """
+        counters = self._counters["primary"]
+        primary = EngineStats(
+            name="primary",
+            role="primary",
+            backend=self.config.type.value,
+            pool=counters.pool_stats(self.engine, self.config.pool.max_size),
+            queries=counters.queries,
+            errors=counters.errors,
+            slow_queries=counters.slow_queries,
+            slowest=counters.slowest_queries(),
+            commits=counters.commits,
+            rollbacks=counters.rollbacks,
+            routed_reads=counters.routed_reads,
+        )
+        return DatabaseStats(
+            engines=[primary],
+            transactions_retried=self._retried,
+            checkout_timeouts=sum(c.checkout_timeouts for c in self._counters.values()),
+        )
+
+    # -- access ----------------------------------------------------------------------------------------------
+    def new_session(self) -> AsyncSession:
+        """A new primary session, not yet connected (the caller closes it)."""
+        return self.sessionmaker()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """An ORM session on the primary; the caller commits.
+
+        At exit anything uncommitted is rolled back (with a warning naming where the session was opened when
+        it held unflushed or flushed changes) and the connection goes back to the pool.
+
+        Yields:
+            :class:`~sqlalchemy.ext.asyncio.AsyncSession`.
+
+        Raises:
+            DatabaseError: a translated driver error (see :mod:`litestar_db.errors`).
+        """
+        sess = self.sessionmaker()
+        sess.info[_OPENED_AT] = _caller()
+        try:
+            yield sess
+        except Exception as exc:
+            self._raise_translated(exc)
+            raise
+        finally:
+            await self._release(sess)
+
+    async def _release(self, sess: AsyncSession) -> None:
+        try:
+            if sess.in_transaction() and (sess.new or sess.dirty or sess.deleted or sess.info.get("wrote")):
+                logger.warning("rolling back uncommitted changes of the session opened at %s", sess.info[_OPENED_AT])
+            await sess.close()
+        except Exception:  # the connection is dead: make sure it is discarded, not pooled
+            logger.debug("session close failed; invalidating", exc_info=True)
+            await sess.invalidate()
+
+    def _raise_translated(self, exc: BaseException) -> None:
+        err = translate_error(exc, retry_after=self.config.health.retry_after_seconds)
+        if err is not None:
+            self.record_error(err)
+            if err is not exc:
+                raise err from exc
+
+    @asynccontextmanager
+    async def transaction(self, isolation_level: str | None = None) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction: commit on normal exit, roll back on exception.
+
+        A ``transaction()`` opened inside another one (same task) reuses its session and becomes a SAVEPOINT
+        (Django's nested ``atomic``), so an inner failure rolls back only the inner changes.
+
+        Args:
+            isolation_level: ``"READ COMMITTED"``, ``"REPEATABLE READ"``, ``"SERIALIZABLE"`` (PostgreSQL
+                semantics; SQLite supports ``"SERIALIZABLE"``). Outermost block only.
+
+        Yields:
+            :class:`~sqlalchemy.ext.asyncio.AsyncSession`.
+
+        Raises:
+            DatabaseError: a translated driver error, including a failing COMMIT.
+            ValueError: ``isolation_level`` on a nested block.
+        """
+        outer = _current_session.get()
+        if outer is not None:
+            async with atomic(outer, isolation_level) as sess:
+                yield sess
+            return
+        async with self.session() as sess:
+            token = _current_session.set(sess)
+            try:
+                async with atomic(sess, isolation_level):
+                    yield sess
+            finally:
+                _current_session.reset(token)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection to the primary in a transaction, committed on normal exit.
+
+        Results are buffered by SQLAlchemy's asyncio layer; read them inside the block all the same.
+
+        Yields:
+            :class:`~sqlalchemy.ext.asyncio.AsyncConnection`.
+
+        Raises:
+            DatabaseError: a translated driver error.
+        """
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except Exception as exc:
+            self._raise_translated(exc)
+            raise
+
+    @asynccontextmanager
+    async def read_replica(self) -> AsyncIterator[AsyncSession]:
+        """A read-only session on a replica (the primary while none is configured or healthy).
+
+        Yields:
+            :class:`~sqlalchemy.ext.asyncio.AsyncSession` whose transaction is ``READ ONLY`` on PostgreSQL.
+
+        Raises:
+            ReadOnlyError: a write was attempted.
+            DatabaseError: a translated driver error.
+        """
+        async with self.session() as sess:
+            if self.config.is_postgresql:
+                await sess.connection(execution_options={"postgresql_readonly": True})
+            yield sess
+
+    async def run_in_transaction(
+        self, fn: Callable[[AsyncSession], Awaitable[_T]], *, retries: int = 3, isolation_level: str | None = None
+    ) -> _T:
+        """Run ``fn(session)`` in a transaction, retried on 40001/40P01/connection loss before commit.
+
+        See :func:`litestar_db.transactions.run_in_transaction`.
+
+        Returns:
+            ``fn``'s result.
+        """
+        return await run_in_transaction(self, fn, retries=retries, isolation_level=isolation_level)
+
+    # -- health ----------------------------------------------------------------------------------------------
+    def probe_engine(self) -> AsyncEngine:
+        """An engine without pooling for probes, so a probe never waits behind an exhausted pool."""
+        if self._probe_engine is None:
+            cfg = self.config
+            self._probe_engine = create_engine_for(cfg, cfg.sqlalchemy_url(), cfg.pool, null_pool=True)
+        return self._probe_engine
+
+    async def health_check(self, timeout: float | None = None) -> bool:
+        """Whether the primary answers ``SELECT 1`` within ``timeout`` seconds (default ``health.probe_timeout``).
+
+        Uses a dedicated unpooled connection, so it answers even when the request pool is exhausted.
+
+        Returns:
+            ``True`` when the primary answered; never raises for database errors.
+        """
+        limit = self.config.health.probe_timeout_seconds if timeout is None else timeout
+        try:
+            async with asyncio.timeout(limit):
+                async with self.probe_engine().connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+        except (Exception, TimeoutError):
+            logger.debug("health check failed", exc_info=True)
+            return False
+        return True
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    async def dispose(self) -> None:
+        """Close every pooled connection of every engine (primary, replicas, probes)."""
+        if self._closed:
+            return
+        self._closed = True
+        engines = [self.engine, *([self._probe_engine] if self._probe_engine else [])]
+        await asyncio.gather(*(e.dispose() for e in engines), return_exceptions=True)
+
+
+# -- registry ------------------------------------------------------------------------------------------------
+_registry: dict[str, Database] = {}
+
+
+def initialize_database(config: DatabaseConfig, alias: str = "default") -> Database:
+    """Create the :class:`Database` for ``config`` and register it under ``alias``.
+
+    Returns:
+        The new database.
+
+    Raises:
+        RuntimeError: a database is already registered under ``alias`` (call :func:`cleanup_database` first).
+    """
+    if alias in _registry:
+        msg = f"a database is already registered as {alias!r}; call cleanup_database() first"
+        raise RuntimeError(msg)
+    db = Database(config)
+    _registry[alias] = db
+    return db
+
+
+def register_database(db: Database, alias: str = "default") -> None:
+    """Register an existing database under ``alias`` (used by the Litestar plugin's lifespan)."""
+    _registry[alias] = db
+
+
+def get_database(alias: str = "default") -> Database:
+    """The database registered under ``alias``.
+
+    Raises:
+        RuntimeError: nothing is registered (the app has not started, or :func:`initialize_database` was not
+            called).
+    """
+    try:
+        return _registry[alias]
+    except KeyError:
+        msg = f"no database registered as {alias!r}: call initialize_database(config) or start the app first"
+        raise RuntimeError(msg) from None
+
+
+async def cleanup_database(alias: str = "default") -> None:
+    """Dispose the database registered under ``alias`` and unregister it (no-op when none)."""
+    db = _registry.pop(alias, None)
+    if db is not None:
+        await db.dispose()
+
+
+def session() -> AbstractAsyncContextManager[AsyncSession]:
+    """``get_database().session()``; see :meth:`Database.session`."""
+    return get_database().session()
+
+
+def transaction(isolation_level: str | None = None) -> AbstractAsyncContextManager[AsyncSession]:
+    """``get_database().transaction(...)``; see :meth:`Database.transaction`."""
+    return get_database().transaction(isolation_level)
+
+
+def connection() -> AbstractAsyncContextManager[AsyncConnection]:
+    """``get_database().connection()``; see :meth:`Database.connection`."""
+    return get_database().connection()
+
+
+def read_replica() -> AbstractAsyncContextManager[AsyncSession]:
+    """``get_database().read_replica()``; see :meth:`Database.read_replica`."""
+    return get_database().read_replica()
+

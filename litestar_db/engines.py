@@ -1,0 +1,90 @@
+"""Engine construction: one :class:`~sqlalchemy.ext.asyncio.AsyncEngine` per server from the config."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool, StaticPool
+
+from litestar_db.config import DatabaseConfig, PoolConfig
+
+__all__ = ("create_engine_for", "engine_kwargs")
+
+
+def _pgbouncer_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
+def engine_kwargs(config: DatabaseConfig, url: URL, pool: PoolConfig, *, null_pool: bool = False) -> dict[str, Any]:
+    """Keyword arguments for :func:`~sqlalchemy.ext.asyncio.create_async_engine`.
+
+    PostgreSQL sessions get ``application_name`` and, when configured, ``statement_timeout`` (milliseconds, as
+    PostgreSQL's setting expects) as server settings; PgBouncer mode turns off asyncpg's statement caches and
+    names each prepared statement uniquely (SQLAlchemy's documented recipe for transaction pooling).
+
+    Args:
+        config: The database config.
+        url: Target server URL (primary or replica).
+        pool: Pool settings for this server.
+        null_pool: Open a fresh connection per checkout (used by health probes and migrations).
+
+    Returns:
+        Keyword arguments, ``url`` excluded.
+    """
+    kwargs: dict[str, Any] = {"echo": config.echo, "echo_pool": pool.echo_pool}
+    if url.get_backend_name() == "sqlite":
+        memory = url.database in (None, "", ":memory:")
+        if memory:
+            kwargs["poolclass"] = StaticPool
+        elif null_pool:
+            kwargs["poolclass"] = NullPool
+        else:
+            kwargs.update(pool_size=max(pool.min_size, 1), max_overflow=pool.overflow, pool_timeout=pool.timeout)
+        kwargs["connect_args"] = {"timeout": config.connection.connect_timeout}
+        if config.isolation_level:
+            kwargs["isolation_level"] = config.isolation_level
+        return kwargs
+    server_settings = {"application_name": config.connection.application_name or "litestar_db"}
+    if config.statement_timeout is not None:
+        server_settings["statement_timeout"] = str(int(config.statement_timeout * 1000))
+    connect_args: dict[str, Any] = {"server_settings": server_settings, "timeout": config.connection.connect_timeout}
+    if config.connection.pgbouncer:
+        connect_args.update(statement_cache_size=0, prepared_statement_cache_size=0)
+        connect_args["prepared_statement_name_func"] = _pgbouncer_statement_name
+    kwargs["connect_args"] = connect_args
+    if null_pool:
+        kwargs["poolclass"] = NullPool
+    else:
+        kwargs.update(
+            pool_size=pool.min_size,
+            max_overflow=pool.overflow,
+            pool_timeout=pool.timeout,
+            pool_recycle=pool.recycle,
+            pool_pre_ping=pool.pre_ping,
+            pool_reset_on_return=pool.reset_on_return,
+        )
+    if config.isolation_level:
+        kwargs["isolation_level"] = config.isolation_level
+    return kwargs
+
+
+def create_engine_for(config: DatabaseConfig, url: URL, pool: PoolConfig, *, null_pool: bool = False) -> AsyncEngine:
+    """Create an engine for ``url`` (no connection is opened until first use).
+
+    Returns:
+        The engine; SQLite engines enforce foreign keys (``PRAGMA foreign_keys=ON``) like PostgreSQL does.
+    """
+    engine = create_async_engine(url, **engine_kwargs(config, url, pool, null_pool=null_pool))
+    if url.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_conn: Any, record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,71 @@
+"""Exception handlers: database errors become the right HTTP status, never a leak of SQL or parameters.
+
+Installed by :class:`~litestar_db.litestar.plugin.DatabasePlugin` for :class:`~litestar_db.errors.DatabaseError`,
+SQLAlchemy's and advanced-alchemy's exceptions and connection errors; an app's own handler for any of these
+classes (or for a status code) wins, because the plugin only fills in keys the app did not set.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from advanced_alchemy.exceptions import AdvancedAlchemyError
+from litestar import MediaType, Request, Response
+from sqlalchemy.exc import MissingGreenlet, SQLAlchemyError
+
+from litestar_db.errors import DatabaseError, translate_error
+
+__all__ = ("database_exception_handler", "exception_handlers")
+
+logger = logging.getLogger("litestar_db")
+
+
+def _body(err: DatabaseError) -> dict[str, Any]:
+    body: dict[str, Any] = {"status_code": err.status_code, "detail": err.detail, "error": type(err).__name__}
+    if err.constraint:
+        body["constraint"] = err.constraint
+    return body
+
+
+def database_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Render ``exc`` (translated to a :class:`DatabaseError` when it is not one) as JSON.
+
+    5xx errors are logged with the original exception (SQL and parameters stay in the server log); the client sees
+    only the class name and a client-safe ``detail``. ``Retry-After`` (seconds) accompanies 503 and retryable 409s.
+
+    Returns:
+        The error response.
+    """
+    retry_after = _retry_after(request)
+    if isinstance(exc, MissingGreenlet):
+        err: DatabaseError | None = DatabaseError(
+            "Lazy loading outside the session: load the relationship eagerly (selectinload/joinedload) "
+            "or read it inside the handler"
+        )
+    else:
+        err = translate_error(exc, retry_after=retry_after)
+    if err is None:
+        err = DatabaseError()
+    if err.status_code >= 500:
+        logger.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
+    headers = {"Retry-After": str(err.retry_after)} if err.retry_after is not None else None
+    return Response(_body(err), status_code=err.status_code, headers=headers, media_type=MediaType.JSON)
+
+
+def _retry_after(request: Request[Any, Any, Any]) -> int:
+    from litestar_db.litestar.plugin import DatabasePlugin
+
+    try:
+        return request.app.plugins.get(DatabasePlugin).config.health.retry_after_seconds
+    except KeyError:  # pragma: no cover - handler used without the plugin
+        return 5
+
+
+def exception_handlers() -> dict[type[Exception], Any]:
+    """The handlers the plugin installs, keyed by exception class.
+
+    Returns:
+        ``{DatabaseError: …, SQLAlchemyError: …, AdvancedAlchemyError: …, ConnectionError: …}``.
+    """
+    return dict.fromkeys((DatabaseError, AdvancedAlchemyError, SQLAlchemyError, ConnectionError), database_exception_handler)

@@ -1,0 +1,180 @@
+"""The request transaction: one session per request, committed before the response starts.
+
+Rules (Django's ``ATOMIC_REQUESTS``, adapted to HTTP statuses):
+
+* the session is created lazily, the first time a handler or dependency asks for ``db_session``;
+* when the response starts (``http.response.start``) the session commits if the status is 2xx (3xx too with
+  ``commit_on_redirect``) and rolls back otherwise; then it is closed, so the connection is back in the pool
+  before any streaming body is produced;
+* an exception that escapes without a response rolls back;
+* a failing COMMIT (e.g. a deferred unique violation) replaces the response: the translated error is raised to
+  Litestar's exception handling, so the client gets 409/503/… and never a 2xx for unsaved data.
+
+The decision is taken at ``http.response.start`` rather than in a generator dependency's cleanup because only
+there is the status known for every kind of response (returned ``Response`` objects, exception handlers,
+streams), and because a generator cleanup failure is turned into a 500 when several generator dependencies run.
+
+Per-route ``opt`` keys: ``db_autocommit`` (``False`` → the handler commits itself; leftovers are rolled back),
+``db_isolation_level`` (e.g. ``"SERIALIZABLE"``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.utils.scope.state import ScopeState
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from litestar_db.config import RequestConfig
+from litestar_db.database import Database
+from litestar_db.transactions import commit
+
+__all__ = (
+    "OPT_AUTOCOMMIT",
+    "OPT_ISOLATION_LEVEL",
+    "RequestSessionProvider",
+    "RequestTransactionMiddleware",
+)
+
+logger = logging.getLogger("litestar_db")
+OPT_AUTOCOMMIT = "db_autocommit"
+"""Route ``opt`` key: ``False`` disables the automatic commit for that route."""
+OPT_ISOLATION_LEVEL = "db_isolation_level"
+"""Route ``opt`` key: isolation level of the request transaction (``"SERIALIZABLE"``, …)."""
+_STATE_KEY = "_litestar_db_unit"
+
+
+class _RequestUnit:
+    """Per-request state, kept in the connection's ``scope["state"]`` (not in a ContextVar: Litestar resolves
+    sibling dependencies in separate tasks, which would lose a ContextVar set in one of them)."""
+
+    __slots__ = ("autocommit", "done", "session")
+
+    def __init__(self, session: AsyncSession, autocommit: bool) -> None:
+        self.session = session
+        self.autocommit = autocommit
+        self.done = False
+
+
+class RequestSessionProvider:
+    """Callable dependency provider of the request's :class:`~sqlalchemy.ext.asyncio.AsyncSession`."""
+
+    __slots__ = ("_config", "_database", "_makers")
+
+    def __init__(self, config: RequestConfig) -> None:
+        self._config = config
+        self._database: Database | None = None
+        self._makers: dict[str, async_sessionmaker[AsyncSession]] = {}
+
+    def bind(self, database: Database | None) -> None:
+        """Attach the started database (called from the app lifespan), or detach it (``None``)."""
+        self._database = database
+        self._makers.clear()
+
+    @property
+    def database(self) -> Database:
+        """The started database.
+
+        Raises:
+            RuntimeError: the app's lifespan has not started the database.
+        """
+        if self._database is None:
+            msg = "litestar_db: the database is not started (is DatabasePlugin registered and the app started?)"
+            raise RuntimeError(msg)
+        return self._database
+
+    def _maker(self, isolation_level: str | None) -> async_sessionmaker[AsyncSession]:
+        db = self.database
+        if isolation_level is None:
+            return db.sessionmaker
+        maker = self._makers.get(isolation_level)
+        if maker is None:
+            bind = db.engine.execution_options(isolation_level=isolation_level.upper())
+            maker = db.sessionmaker.__class__(bind, expire_on_commit=False, close_resets_only=False)
+            self._makers[isolation_level] = maker
+        return maker
+
+    def provide_session(self, scope: Scope) -> AsyncSession:
+        """The request's session, created on first use.
+
+        Returns:
+            The same session for every dependency and the handler of one request.
+        """
+        state = scope["state"]
+        unit: _RequestUnit | None = state.get(_STATE_KEY)
+        if unit is None:
+            opt = scope["route_handler"].opt
+            session = self._maker(opt.get(OPT_ISOLATION_LEVEL))()
+            unit = _RequestUnit(session, bool(opt.get(OPT_AUTOCOMMIT, self._config.autocommit)))
+            state[_STATE_KEY] = unit
+        return unit.session
+
+    def provide_engine(self) -> AsyncEngine:
+        """The primary engine (the same pool the sessions use).
+
+        Returns:
+            :class:`~sqlalchemy.ext.asyncio.AsyncEngine`.
+        """
+        return self.database.engine
+
+
+async def _finish(unit: _RequestUnit, status: int | None, commit_on_redirect: bool, retry_after: int) -> None:
+    """Commit or roll back, then close; ``status is None`` means no response (an exception escaped)."""
+    unit.done = True
+    session = unit.session
+    try:
+        success = status is not None and (200 <= status < 300 or (commit_on_redirect and 300 <= status < 400))
+        if unit.autocommit and success and session.in_transaction():
+            await commit(session, retry_after)
+    finally:
+        try:
+            await session.close()
+        except Exception:
+            logger.warning("closing the request session failed; invalidating its connection", exc_info=True)
+            await session.invalidate()
+
+
+class RequestTransactionMiddleware(ASGIMiddleware):
+    """Commits or rolls back the request session at ``http.response.start``; see the module docstring."""
+
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, config: RequestConfig, retry_after: int) -> None:
+        self._commit_on_redirect = config.commit_on_redirect
+        self._retry_after = retry_after
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        """Run the route, finishing the request transaction when its response starts.
+
+        Raises:
+            DatabaseError: the commit failed; Litestar's exception handlers turn it into the error response.
+        """
+        state = scope["state"]
+        failure: list[BaseException] = []
+
+        async def send_wrapper(message: Message) -> None:
+            if failure:
+                return  # the original response is replaced by the error raised below
+            if message["type"] == "http.response.start":
+                unit: _RequestUnit | None = state.get(_STATE_KEY)
+                if unit is not None and not unit.done:
+                    try:
+                        await _finish(unit, message["status"], self._commit_on_redirect, self._retry_after)
+                    except Exception as exc:
+                        failure.append(exc)
+                        return
+            await send(message)
+
+        try:
+            await next_app(scope, receive, send_wrapper)
+        finally:
+            unit: _RequestUnit | None = state.get(_STATE_KEY)
+            if unit is not None and not unit.done:
+                await _finish(unit, None, self._commit_on_redirect, self._retry_after)
+        if failure:
+            # Nothing reached the client: let the app-level exception handling render the error.
+            ScopeState.from_scope(scope).response_started = False
+            raise failure[0]

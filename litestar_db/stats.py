@@ -1,0 +1,211 @@
+"""Statistics: msgspec Structs returned by :meth:`Database.get_stats` and the counters behind them.
+
+Counters are fed by SQLAlchemy engine and pool events (``connect``, ``invalidate``, ``checkout``,
+``before_cursor_execute``, ``handle_error``, ``commit``, ``rollback``). They are plain integers updated on the
+event loop thread, so reading them is cheap and needs no lock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import time
+from typing import Any
+
+import msgspec
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, ExceptionContext
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import Pool, QueuePool
+
+__all__ = ("DatabaseStats", "EngineCounters", "EngineStats", "PoolStats", "SlowQuery", "instrument_engine")
+
+_LITERALS = re.compile(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b")
+_SPACES = re.compile(r"\s+")
+_SLOWEST_KEPT = 5
+
+
+class PoolStats(msgspec.Struct, frozen=True, kw_only=True):
+    """Connection-pool figures of one engine (HikariCP's vocabulary: total/active/idle/pending)."""
+
+    size: int
+    """Configured persistent connections (``pool.min_size``)."""
+    max_size: int
+    """Configured upper bound, overflow included."""
+    checked_out: int
+    """Connections currently lent to sessions (active)."""
+    checked_in: int
+    """Open connections idle in the pool."""
+    overflow: int
+    """Connections open above ``size`` right now (negative while the pool is still filling)."""
+    waiting: int
+    """Checkouts currently waiting for a connection."""
+    checkout_timeouts: int
+    """Checkouts that gave up after ``pool.timeout`` seconds, since start."""
+    connections_created: int
+    """Server connections opened, since start."""
+    connections_invalidated: int
+    """Connections discarded as broken or stale, since start."""
+
+
+class SlowQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """A slow statement, normalized (literals replaced by ``?``; parameters are never recorded)."""
+
+    statement: str
+    seconds: float
+
+
+class EngineStats(msgspec.Struct, frozen=True, kw_only=True):
+    """Figures of one engine (the primary or a replica)."""
+
+    name: str
+    """``"primary"`` or the replica's name."""
+    role: str
+    """``"primary"`` or ``"replica"``."""
+    backend: str
+    """``"postgresql"`` or ``"sqlite"``."""
+    pool: PoolStats
+    queries: int
+    """Statements executed, since start."""
+    errors: int
+    """Statements that raised, since start."""
+    slow_queries: int
+    """Statements slower than ``slow_query_seconds``, since start."""
+    slowest: list[SlowQuery]
+    """The slowest statements seen (at most 5), slowest first."""
+    commits: int
+    """Transactions committed."""
+    rollbacks: int
+    """Transactions rolled back."""
+    routed_reads: int = 0
+    """Statements routed to this engine by the read/write split."""
+    healthy: bool = True
+    """Last known health (replicas: not ejected)."""
+    ejected_until: float | None = None
+    """Monotonic-clock seconds until which a replica is out of rotation, if ejected."""
+    lag_seconds: float | None = None
+    """Replica replay lag in seconds, when measured."""
+    lag_bytes: int | None = None
+    """Replica replay lag in bytes of WAL, when measured."""
+
+
+class DatabaseStats(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything :meth:`Database.get_stats` reports; JSON-serialisable with ``msgspec.json.encode``."""
+
+    engines: list[EngineStats]
+    transactions_retried: int
+    """Unit-of-work attempts re-run after a serialization failure, deadlock or lost connection."""
+    checkout_timeouts: int
+    """Requests/blocks that could not get a connection within ``pool.timeout`` (all engines)."""
+
+
+class EngineCounters:
+    """Mutable counters of one engine, fed by SQLAlchemy events."""
+
+    __slots__ = (
+        "checkout_timeouts",
+        "commits",
+        "connections_created",
+        "connections_invalidated",
+        "errors",
+        "queries",
+        "rollbacks",
+        "routed_reads",
+        "slow_queries",
+        "slow_threshold",
+        "slowest",
+        "waiting",
+    )
+
+    def __init__(self, slow_threshold: float) -> None:
+        self.slow_threshold = slow_threshold
+        self.queries = 0
+        self.errors = 0
+        self.slow_queries = 0
+        self.commits = 0
+        self.rollbacks = 0
+        self.connections_created = 0
+        self.connections_invalidated = 0
+        self.checkout_timeouts = 0
+        self.waiting = 0
+        self.routed_reads = 0
+        self.slowest: list[tuple[float, str]] = []
+
+    def record_slow(self, statement: str, seconds: float) -> None:
+        """Count a slow statement and keep the slowest few, normalized."""
+        self.slow_queries += 1
+        normalized = _SPACES.sub(" ", _LITERALS.sub("?", statement)).strip()[:500]
+        item = (seconds, normalized)
+        if len(self.slowest) < _SLOWEST_KEPT:
+            heapq.heappush(self.slowest, item)
+        else:
+            heapq.heappushpop(self.slowest, item)
+
+    def pool_stats(self, engine: AsyncEngine, max_size: int) -> PoolStats:
+        """Read the pool's live figures.
+
+        Returns:
+            A :class:`PoolStats` snapshot.
+        """
+        pool = engine.sync_engine.pool
+        if isinstance(pool, QueuePool):
+            size, checked_out, checked_in, overflow = pool.size(), pool.checkedout(), pool.checkedin(), pool.overflow()
+        else:
+            size, checked_out, checked_in, overflow = 0, 0, 0, 0
+        return PoolStats(
+            size=size,
+            max_size=max_size,
+            checked_out=checked_out,
+            checked_in=checked_in,
+            overflow=overflow,
+            waiting=self.waiting,
+            checkout_timeouts=self.checkout_timeouts,
+            connections_created=self.connections_created,
+            connections_invalidated=self.connections_invalidated,
+        )
+
+    def slowest_queries(self) -> list[SlowQuery]:
+        """The slowest statements, slowest first."""
+        return [SlowQuery(statement=s, seconds=round(t, 6)) for t, s in sorted(self.slowest, reverse=True)]
+
+
+def instrument_engine(engine: AsyncEngine, counters: EngineCounters) -> None:
+    """Attach the event listeners that feed ``counters`` to ``engine`` and its pool."""
+    sync_engine = engine.sync_engine
+
+    def on_connect(dbapi_conn: Any, record: Any) -> None:
+        counters.connections_created += 1
+
+    def on_invalidate(dbapi_conn: Any, record: Any, exc: BaseException | None) -> None:
+        counters.connections_invalidated += 1
+
+    def before_execute(conn: Connection, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        conn.info["litestar_db.t0"] = time.perf_counter()
+
+    def after_execute(conn: Connection, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        counters.queries += 1
+        started = conn.info.pop("litestar_db.t0", None)
+        if started is not None:
+            elapsed = time.perf_counter() - started
+            if elapsed >= counters.slow_threshold:
+                counters.record_slow(statement, elapsed)
+
+    def on_error(context: ExceptionContext) -> None:
+        counters.queries += 1
+        counters.errors += 1
+
+    def on_commit(conn: Connection) -> None:
+        counters.commits += 1
+
+    def on_rollback(conn: Connection) -> None:
+        counters.rollbacks += 1
+
+    pool: Pool = sync_engine.pool
+    event.listen(pool, "connect", on_connect)
+    event.listen(pool, "invalidate", on_invalidate)
+    event.listen(pool, "soft_invalidate", on_invalidate)
+    event.listen(sync_engine, "before_cursor_execute", before_execute)
+    event.listen(sync_engine, "after_cursor_execute", after_execute)
+    event.listen(sync_engine, "handle_error", on_error)
+    event.listen(sync_engine, "commit", on_commit)
+    event.listen(sync_engine, "rollback", on_rollback)

@@ -1,0 +1,165 @@
+"""Unit-of-work rules: begin or savepoint, commit/rollback, translation, retries.
+
+Nesting follows Django's ``atomic``: the outermost block owns the transaction, an inner block on the same
+session becomes a ``SAVEPOINT`` that rolls back alone when it raises. Retries re-run the *whole* block with a
+fresh session (a plain ``async with`` cannot re-run its body).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from litestar_db.errors import (
+    AmbiguousCommitError,
+    ConnectionLostError,
+    DatabaseError,
+    TransactionConflictError,
+    is_retryable,
+    translate_error,
+)
+
+if TYPE_CHECKING:
+    from litestar_db.database import Database
+
+__all__ = ("ATTEMPT_KEY", "atomic", "commit", "raise_translated", "run_in_transaction")
+
+logger = logging.getLogger("litestar_db")
+ATTEMPT_KEY = "litestar_db.attempt"
+"""``session.info`` key holding the 1-based attempt number inside :func:`run_in_transaction`."""
+_T = TypeVar("_T")
+
+
+def raise_translated(exc: BaseException, retry_after: int | None = None) -> None:
+    """Raise the :class:`DatabaseError` for ``exc`` (chained), or return when it is not a database error.
+
+    Raises:
+        DatabaseError: the translated error.
+    """
+    err = translate_error(exc, retry_after=retry_after)
+    if err is not None and err is not exc:
+        raise err from exc
+
+
+async def commit(session: AsyncSession, retry_after: int | None = None) -> None:
+    """Commit ``session``; a connection lost *during* COMMIT becomes :class:`AmbiguousCommitError`.
+
+    Raises:
+        AmbiguousCommitError: the outcome of the commit is unknown (never retried).
+        DatabaseError: any other translated failure (e.g. a deferred unique violation → ``ConflictError``).
+    """
+    try:
+        await session.commit()
+    except Exception as exc:
+        err = translate_error(exc, retry_after=retry_after)
+        if isinstance(err, ConnectionLostError):
+            raise AmbiguousCommitError(retry_after=retry_after) from exc
+        if err is not None and err is not exc:
+            raise err from exc
+        raise
+
+
+@asynccontextmanager
+async def atomic(session: AsyncSession, isolation_level: str | None = None) -> AsyncIterator[AsyncSession]:
+    """Run the block in a transaction on ``session``, or in a SAVEPOINT when one is already open.
+
+    Commits (or releases the savepoint) on normal exit, rolls back on exception. Never raises SQLAlchemy's
+    "A transaction is already begun": an open (or auto-begun) transaction is nested into, not restarted.
+
+    Args:
+        session: The session to use.
+        isolation_level: For the outermost block only (PostgreSQL cannot change it mid-transaction).
+
+    Yields:
+        ``session``.
+
+    Raises:
+        ValueError: ``isolation_level`` given for a block nested in an open transaction.
+    """
+    if session.in_transaction():
+        if isolation_level is not None:
+            msg = "isolation_level can only be set on the outermost transaction (PostgreSQL sets it at BEGIN)"
+            raise ValueError(msg)
+        savepoint = await session.begin_nested()
+        try:
+            yield session
+        except BaseException:
+            if savepoint.is_active:
+                await savepoint.rollback()
+            raise
+        if savepoint.is_active:
+            await savepoint.commit()
+        return
+    await session.begin()
+    if isolation_level is not None:
+        await session.connection(execution_options={"isolation_level": isolation_level.upper()})
+    try:
+        yield session
+    except BaseException:
+        if session.in_transaction():
+            await session.rollback()
+        raise
+    await commit(session)
+
+
+async def run_in_transaction(
+    db: Database,
+    fn: Callable[[AsyncSession], Awaitable[_T]],
+    *,
+    retries: int = 3,
+    isolation_level: str | None = None,
+    backoff_seconds: float = 0.02,
+    max_backoff_seconds: float = 1.0,
+) -> _T:
+    """Run ``fn(session)`` in a transaction, re-running it with a fresh session when that may succeed.
+
+    Retried on serialization failure (40001), deadlock (40P01) and a connection lost before COMMIT, with
+    exponential backoff and full jitter (tenacity). Never retried after an ambiguous commit. The 1-based attempt
+    number is in ``session.info[ATTEMPT_KEY]``; retries are counted in ``get_stats().transactions_retried``.
+
+    Args:
+        db: The database.
+        fn: The unit of work; it must be safe to run again from the start.
+        retries: Extra attempts after the first.
+        isolation_level: e.g. ``"SERIALIZABLE"``.
+        backoff_seconds: First backoff (seconds); doubles each attempt.
+        max_backoff_seconds: Cap of one backoff (seconds).
+
+    Returns:
+        What ``fn`` returned on the successful attempt.
+
+    Raises:
+        TransactionConflictError: 40001/40P01 persisted through every attempt (409 with ``Retry-After``).
+        DatabaseError: any other translated database failure.
+    """
+    retry_after = db.config.health.retry_after_seconds
+
+    def before_sleep(state: RetryCallState) -> None:
+        db.counters_retried()
+        logger.info("retrying unit of work (attempt %d): %s", state.attempt_number + 1, state.outcome)
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(retries + 1),
+        wait=wait_exponential_jitter(initial=backoff_seconds, max=max_backoff_seconds),
+        retry=retry_if_exception(is_retryable),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                async with db.session() as session:
+                    session.info[ATTEMPT_KEY] = attempt.retry_state.attempt_number
+                    async with atomic(session, isolation_level):
+                        result = await fn(session)
+                return result
+    except DatabaseError as exc:
+        if isinstance(exc, TransactionConflictError) and exc.retry_after is None:
+            exc.retry_after = retry_after
+        raise
+    raise AssertionError("unreachable")  # pragma: no cover
