@@ -63,7 +63,7 @@ def config_kwargs_from_env(env: Mapping[str, str]) -> dict[str, Any]:
         if value is not None:
             pool[key] = value
     if "min_size" in pool and "max_size" not in pool:
-        pool["max_size"] = max(pool["min_size"] + 10, PoolConfig.max_size)
+        pool["max_size"] = pool["min_size"] + 10
     if pool:
         try:
             kwargs["pool"] = PoolConfig(**pool)

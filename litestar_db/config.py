@@ -288,6 +288,8 @@ def _parse_url(raw: str, field_name: str) -> URL:
         url = make_url(raw)
     except (ArgumentError, ValueError):
         raise ConfigurationError(field_name, _mask(raw), "not a database URL") from None
+    port = url.port
+    _check(port is None or 1 <= port <= 65535, field_name, _mask(raw), "port must be between 1 and 65535")
     backend = url.get_backend_name()
     _check(backend in ("postgresql", "postgres", "sqlite"), field_name, _mask(raw), "scheme must be postgresql or sqlite")
     return url

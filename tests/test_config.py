@@ -1,0 +1,126 @@
+"""DatabaseConfig validation, env parsing and secret masking."""
+
+from __future__ import annotations
+
+import pytest
+
+from litestar_db import (
+    ConfigurationError,
+    ConnectionConfig,
+    CredentialsConfig,
+    DatabaseConfig,
+    DatabaseType,
+    PoolConfig,
+    ReadWriteConfig,
+    ReplicaConfig,
+)
+
+SECRET = "s3cr3t-pa55"
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: PoolConfig(max_size=0), "pool.max_size"),
+        (lambda: PoolConfig(min_size=-1), "pool.min_size"),
+        (lambda: PoolConfig(min_size=30, max_size=20), "pool.min_size"),
+        (lambda: PoolConfig(min_size=5, max_size=20, max_overflow=3), "pool.max_overflow"),
+        (lambda: PoolConfig(timeout=0), "pool.timeout"),
+        (lambda: ConnectionConfig(port=70000), "connection.port"),
+        (lambda: ConnectionConfig(port=0), "connection.port"),
+        (lambda: ConnectionConfig(host=""), "connection.host"),
+        (lambda: DatabaseConfig(type="oracle"), "type"),  # type: ignore[arg-type]
+        (lambda: DatabaseConfig(url=f"mysql://app:{SECRET}@db/x"), "url"),
+        (lambda: DatabaseConfig(url=f"postgresql://app:{SECRET}@db:notaport/x"), "url"),
+        (lambda: DatabaseConfig(url="not a url at all"), "url"),
+        (lambda: DatabaseConfig(isolation_level="SOMETIMES"), "isolation_level"),
+        (lambda: DatabaseConfig(statement_timeout=-1), "statement_timeout"),
+        (lambda: ReadWriteConfig(strategy="fastest"), "read_write.strategy"),  # type: ignore[arg-type]
+        (lambda: ReplicaConfig(url="postgresql://r/db", weight=0), "read_write.replicas.weight"),
+    ],
+)
+def test_invalid_field_names_field_and_hides_password(build: object, field: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        build()  # type: ignore[operator]
+    assert info.value.field == field
+    assert field in str(info.value)
+    assert SECRET not in str(info.value)
+    assert SECRET not in repr(info.value)
+
+
+def test_password_never_in_repr_or_str() -> None:
+    parts = DatabaseConfig(credentials=CredentialsConfig(username="app", password=SECRET))
+    by_url = DatabaseConfig(url=f"postgresql://app:{SECRET}@db.internal:5432/app")
+    for cfg in (parts, by_url, parts.credentials):
+        assert SECRET not in repr(cfg)
+        assert SECRET not in str(cfg)
+    # ...while the engine URL still carries it.
+    assert by_url.sqlalchemy_url().password == SECRET
+
+
+def test_url_infers_type_and_driver() -> None:
+    pg = DatabaseConfig(url="postgresql://u@h:6543/d?pgbouncer=true")
+    assert pg.type is DatabaseType.POSTGRESQL
+    assert pg.connection.pgbouncer is True
+    url = pg.sqlalchemy_url()
+    assert (url.drivername, url.port, url.database, dict(url.query)) == ("postgresql+asyncpg", 6543, "d", {})
+    lite = DatabaseConfig(url="sqlite:///x.db")
+    assert lite.type is DatabaseType.SQLITE
+    assert lite.sqlalchemy_url().drivername == "sqlite+aiosqlite"
+
+
+def test_parts_build_asyncpg_url() -> None:
+    cfg = DatabaseConfig(
+        type=DatabaseType.POSTGRESQL,
+        connection=ConnectionConfig(host="db", port=5433, database="app", application_name="svc"),
+        credentials=CredentialsConfig(username="app", password="pw"),
+    )
+    url = cfg.sqlalchemy_url()
+    assert (url.host, url.port, url.database, url.username, url.password) == ("db", 5433, "app", "app", "pw")
+
+
+def test_from_env_reads_variables() -> None:
+    cfg = DatabaseConfig.from_env(
+        {
+            "DATABASE_URL": "postgresql://u:p@h/d",
+            "DATABASE_POOL_SIZE": "7",
+            "DATABASE_POOL_TIMEOUT": "2.5",
+            "DATABASE_STATEMENT_TIMEOUT": "3",
+            "DATABASE_APPLICATION_NAME": "svc",
+            "DATABASE_REPLICA_URLS": "postgresql://u:p@r1/d, postgresql://u:p@r2/d",
+        }
+    )
+    assert (cfg.pool.min_size, cfg.pool.max_size, cfg.pool.timeout) == (7, 17, 2.5)
+    assert cfg.statement_timeout == 3
+    assert cfg.connection.application_name == "svc"
+    assert cfg.read_write.enable_read_write_split
+    assert [r.name for r in cfg.read_write.replicas] == ["replica1", "replica2"]
+
+
+def test_from_env_defaults_to_sqlite_file() -> None:
+    assert DatabaseConfig.from_env({}).type is DatabaseType.SQLITE
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [
+        ({"DATABASE_POOL_SIZE": "many"}, "DATABASE_POOL_SIZE"),
+        ({"DATABASE_POOL_SIZE": "0", "DATABASE_POOL_MAX_SIZE": "0"}, "DATABASE_POOL_MAX_SIZE"),
+        ({"DATABASE_POOL_TIMEOUT": "-3"}, "DATABASE_POOL_TIMEOUT"),
+        ({"DATABASE_ECHO": "maybe"}, "DATABASE_ECHO"),
+        ({"DATABASE_URL": f"postgresql://u:{SECRET}@h:99999/d"}, "url"),
+    ],
+)
+def test_from_env_errors_name_the_variable(env: dict[str, str], field: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        DatabaseConfig.from_env(env)
+    assert info.value.field == field
+    assert SECRET not in str(info.value)
+
+
+def test_read_write_split_requires_postgresql() -> None:
+    with pytest.raises(ConfigurationError, match="read_write.enable_read_write_split"):
+        DatabaseConfig(
+            url="sqlite:///x.db",
+            read_write=ReadWriteConfig(enable_read_write_split=True, replicas=(ReplicaConfig(url="postgresql://r/d"),)),
+        )
