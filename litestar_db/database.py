@@ -16,11 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from contextlib import AbstractAsyncContextManager
-from pathlib import Path
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
+from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import text
@@ -249,15 +248,17 @@ class Database:
             self._probe_engine = create_engine_for(cfg, cfg.sqlalchemy_url(), cfg.pool, null_pool=True)
         return self._probe_engine
 
-    async def health_check(self, timeout: float | None = None) -> bool:
-        """Whether the primary answers ``SELECT 1`` within ``timeout`` seconds (default ``health.probe_timeout``).
+    async def health_check(self, probe_timeout: float | None = None) -> bool:
+        """Whether the primary answers ``SELECT 1`` within ``probe_timeout`` seconds.
+
+        ``probe_timeout`` defaults to ``health.probe_timeout_seconds``.
 
         Uses a dedicated unpooled connection, so it answers even when the request pool is exhausted.
 
         Returns:
             ``True`` when the primary answered; never raises for database errors.
         """
-        limit = self.config.health.probe_timeout_seconds if timeout is None else timeout
+        limit = self.config.health.probe_timeout_seconds if probe_timeout is None else probe_timeout
         try:
             async with asyncio.timeout(limit):
                 async with self.probe_engine().connect() as conn:
@@ -342,4 +343,3 @@ def connection() -> AbstractAsyncContextManager[AsyncConnection]:
 def read_replica() -> AbstractAsyncContextManager[AsyncSession]:
     """``get_database().read_replica()``; see :meth:`Database.read_replica`."""
     return get_database().read_replica()
-

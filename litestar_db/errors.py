@@ -63,7 +63,7 @@ class DatabaseError(aa_exc.AdvancedAlchemyError):
         self.sqlstate = sqlstate
         self.constraint = constraint
         self.retry_after = retry_after
-        super().__init__(self.detail, detail=self.detail)
+        super().__init__(detail=self.detail)
 
 
 class ConflictError(DatabaseError, aa_exc.IntegrityError):

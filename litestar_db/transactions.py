@@ -56,6 +56,12 @@ async def commit(session: AsyncSession, retry_after: int | None = None) -> None:
     try:
         await session.commit()
     except Exception as exc:
+        # A failed COMMIT can leave the server transaction open (SQLite keeps it after a deferred foreign-key
+        # failure): roll back explicitly so nothing of it survives on the pooled connection.
+        try:
+            await session.rollback()
+        except Exception:  # the connection is gone; closing the session invalidates it
+            logger.debug("rollback after failed commit failed", exc_info=True)
         err = translate_error(exc, retry_after=retry_after)
         if isinstance(err, ConnectionLostError):
             raise AmbiguousCommitError(retry_after=retry_after) from exc

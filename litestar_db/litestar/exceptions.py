@@ -68,4 +68,6 @@ def exception_handlers() -> dict[type[Exception], Any]:
     Returns:
         ``{DatabaseError: …, SQLAlchemyError: …, AdvancedAlchemyError: …, ConnectionError: …}``.
     """
-    return dict.fromkeys((DatabaseError, AdvancedAlchemyError, SQLAlchemyError, ConnectionError), database_exception_handler)
+    return dict.fromkeys(
+        (DatabaseError, AdvancedAlchemyError, SQLAlchemyError, ConnectionError), database_exception_handler
+    )
