@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from litestar_db.errors import (
@@ -26,6 +26,7 @@ from litestar_db.errors import (
 
 if TYPE_CHECKING:
     from litestar_db.database import Database
+    from litestar_db.session import AsyncSession
 
 __all__ = ("ATTEMPT_KEY", "atomic", "commit", "raise_translated", "run_in_transaction")
 
@@ -33,6 +34,7 @@ logger = logging.getLogger("litestar_db")
 ATTEMPT_KEY = "litestar_db.attempt"
 """``session.info`` key holding the 1-based attempt number inside :func:`run_in_transaction`."""
 _T = TypeVar("_T")
+_S = TypeVar("_S", bound=SAAsyncSession)
 
 
 def raise_translated(exc: BaseException, retry_after: int | None = None) -> None:
@@ -46,7 +48,7 @@ def raise_translated(exc: BaseException, retry_after: int | None = None) -> None
         raise err from exc
 
 
-async def commit(session: AsyncSession, retry_after: int | None = None) -> None:
+async def commit(session: SAAsyncSession, retry_after: int | None = None) -> None:
     """Commit ``session``; a connection lost *during* COMMIT becomes :class:`AmbiguousCommitError`.
 
     Raises:
@@ -71,7 +73,7 @@ async def commit(session: AsyncSession, retry_after: int | None = None) -> None:
 
 
 @asynccontextmanager
-async def atomic(session: AsyncSession, isolation_level: str | None = None) -> AsyncIterator[AsyncSession]:
+async def atomic(session: _S, isolation_level: str | None = None) -> AsyncIterator[_S]:
     """Run the block in a transaction on ``session``, or in a SAVEPOINT when one is already open.
 
     Commits (or releases the savepoint) on normal exit, rolls back on exception. Never raises SQLAlchemy's
