@@ -76,6 +76,11 @@ class RequestSessionProvider:
         self._makers.clear()
 
     @property
+    def bound(self) -> Database | None:
+        """The started database, or ``None`` outside the app's lifespan."""
+        return self._database
+
+    @property
     def database(self) -> Database:
         """The started database.
 
