@@ -72,7 +72,7 @@ async def hold(db_session: NamedDependency[AsyncSession]) -> dict[str, bool]:
 @get("/gather")
 async def gather(db_session: NamedDependency[AsyncSession]) -> dict[str, int]:
     """C03: one session used by two concurrent tasks."""
-    a, b = await asyncio.gather(db_session.execute(text("SELECT pg_sleep(0.2)")), db_session.execute(text("SELECT 2")))
+    await asyncio.gather(db_session.execute(text("SELECT pg_sleep(0.2)")), db_session.execute(text("SELECT 2")))
     return {"n": 2}
 
 
@@ -116,7 +116,8 @@ async def schema(pg_url: str) -> str:
     conn = await asyncpg.connect(_plain(pg_url))
     try:
         await conn.execute(
-            "CREATE TABLE author (id serial PRIMARY KEY, name varchar(40) NOT NULL, created varchar DEFAULT now()::text);"
+            "CREATE TABLE author (id serial PRIMARY KEY, name varchar(40) NOT NULL,"
+            " created varchar DEFAULT now()::text);"
             "CREATE TABLE book (id serial PRIMARY KEY, author_id int REFERENCES author(id));"
         )
     finally:
