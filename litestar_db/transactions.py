@@ -128,8 +128,9 @@ async def run_in_transaction(
     """Run ``fn(session)`` in a transaction, re-running it with a fresh session when that may succeed.
 
     Retried on serialization failure (40001), deadlock (40P01) and a connection lost before COMMIT, with
-    exponential backoff with full jitter (tenacity's ``wait_random_exponential``). Never retried after an ambiguous commit. The 1-based attempt
-    number is in ``session.info[ATTEMPT_KEY]``; retries are counted in ``get_stats().transactions_retried``.
+    exponential backoff and full jitter (tenacity's ``wait_random_exponential``). Never retried after an
+    ambiguous commit. The 1-based attempt number is in ``session.info[ATTEMPT_KEY]``; retries are counted in
+    ``get_stats().transactions_retried``.
 
     Args:
         db: The database.
