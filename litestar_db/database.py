@@ -195,8 +195,12 @@ class Database:
         """
         outer = _current_session.get()
         if outer is not None:
-            async with atomic(outer, isolation_level) as sess:
-                yield sess
+            try:
+                async with atomic(outer, isolation_level) as sess:
+                    yield sess
+            except Exception as exc:  # the savepoint is rolled back; raise the translated error like the outer block
+                self._raise_translated(exc)
+                raise
             return
         async with self.session() as sess:
             token = _current_session.set(sess)

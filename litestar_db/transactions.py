@@ -98,7 +98,10 @@ async def atomic(session: _S, isolation_level: str | None = None) -> AsyncIterat
         try:
             yield session
         except BaseException:
-            if savepoint.is_active:
+            # ACTIVE, or DEACTIVE after a failed flush (is_active is False then, but the SAVEPOINT must still be
+            # rolled back, else the whole session stays in "pending rollback")
+            sync = savepoint.sync_transaction
+            if sync is not None and sync._rollback_can_be_called():
                 await savepoint.rollback()
             raise
         if savepoint.is_active:

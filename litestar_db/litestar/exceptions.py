@@ -53,10 +53,24 @@ def database_exception_handler(request: Request[Any, Any, Any], exc: Exception) 
         err = DatabaseError()
     if plugin is not None:
         plugin.record_error(err)
+    if err is not exc and (own := _app_handler(request, err)) is not None:
+        return own(request, err)  # type: ignore[no-any-return]
     if err.status_code >= 500:
         logger.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
     headers = {"Retry-After": str(err.retry_after)} if err.retry_after is not None else None
     return Response(_body(err), status_code=err.status_code, headers=headers, media_type=MediaType.JSON)
+
+
+def _app_handler(request: Request[Any, Any, Any], err: DatabaseError) -> Any:
+    """The app's own handler for the translated class (e.g. ``ConflictError``), if it registered one."""
+    handlers = request.app.exception_handlers
+    for cls in type(err).__mro__:
+        handler = handlers.get(cls)
+        if handler is database_exception_handler:
+            return None
+        if handler is not None:
+            return handler
+    return None
 
 
 def _plugin(request: Request[Any, Any, Any]) -> DatabasePlugin | None:

@@ -161,19 +161,19 @@ class RequestTransactionMiddleware(ASGIMiddleware):
             DatabaseError: the commit failed; Litestar's exception handlers turn it into the error response.
         """
         state = scope["state"]
-        failure: list[BaseException] = []
 
         async def send_wrapper(message: Message) -> None:
-            if failure:
-                return  # the original response is replaced by the error raised below
             if message["type"] == "http.response.start":
                 unit: _RequestUnit | None = state.get(_STATE_KEY)
                 if unit is not None and not unit.done:
                     try:
                         await _finish(unit, message["status"], self._commit_on_redirect, self._retry_after)
-                    except Exception as exc:
-                        failure.append(exc)
-                        return
+                    except Exception:
+                        # Nothing reached the client. Raising through the response's own ``send`` aborts it (its
+                        # background tasks, meant to follow a commit, never run) and lets Litestar's exception
+                        # handling render the translated error instead.
+                        ScopeState.from_scope(scope).response_started = False
+                        raise
             await send(message)
 
         try:
@@ -182,7 +182,3 @@ class RequestTransactionMiddleware(ASGIMiddleware):
             unit: _RequestUnit | None = state.get(_STATE_KEY)
             if unit is not None and not unit.done:
                 await _finish(unit, None, self._commit_on_redirect, self._retry_after)
-        if failure:
-            # Nothing reached the client: let the app-level exception handling render the error.
-            ScopeState.from_scope(scope).response_started = False
-            raise failure[0]
