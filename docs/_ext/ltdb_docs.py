@@ -1,0 +1,242 @@
+"""Sphinx helpers of the litestar_db documentation (local extension, no network).
+
+* ``.. config-fields:: litestar_db.config.PoolConfig`` renders a table of a config dataclass from the code itself:
+  field, type, default, environment variable and the attribute docstring (``:lang: zh`` takes the description from
+  ``docs/zh/config_fields_zh.py`` and warns - so fails the ``-W`` build - when a field has no translation).
+* At ``builder-inited`` one API page per public module is generated under ``api/modules/`` (automodule, members
+  from the module's ``__all__``), so a module that lands on main is documented without touching the docs.
+* At ``env-check-consistency`` every name of every public module's ``__all__`` must have been documented
+  somewhere; a missing one is a warning, hence an error under ``-W``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import importlib
+import inspect
+import pkgutil
+import runpy
+import typing
+from pathlib import Path
+from typing import Any
+
+from docutils import nodes
+from docutils.parsers.rst import directives
+from sphinx.application import Sphinx
+from sphinx.environment import BuildEnvironment
+from sphinx.pycode import ModuleAnalyzer
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+__all__ = ("ENV_VARS", "ConfigFieldsDirective", "public_modules", "setup")
+
+logger = logging.getLogger(__name__)
+HERE = Path(__file__).resolve().parent
+DOCS = HERE.parent
+PACKAGE = "litestar_db"
+
+ENV_VARS: dict[str, str] = {
+    "DatabaseConfig.url": "DATABASE_URL",
+    "DatabaseConfig.echo": "DATABASE_ECHO",
+    "DatabaseConfig.statement_timeout": "DATABASE_STATEMENT_TIMEOUT",
+    "DatabaseConfig.slow_query_seconds": "DATABASE_SLOW_QUERY_SECONDS",
+    "PoolConfig.min_size": "DATABASE_POOL_SIZE",
+    "PoolConfig.max_size": "DATABASE_POOL_MAX_SIZE",
+    "PoolConfig.timeout": "DATABASE_POOL_TIMEOUT",
+    "PoolConfig.recycle": "DATABASE_POOL_RECYCLE",
+    "PoolConfig.pre_ping": "DATABASE_POOL_PRE_PING",
+    "ConnectionConfig.application_name": "DATABASE_APPLICATION_NAME",
+    "ReadWriteConfig.replicas": "DATABASE_REPLICA_URLS",
+    "MigrationConfig.migrate_on_startup": "DATABASE_MIGRATE_ON_STARTUP",
+}
+"""Config field → environment variable read by ``DatabaseConfig.from_env`` (checked by tests/test_docs_examples)."""
+
+_HEADERS = {
+    "en": ("Field", "Type", "Default", "Environment", "Meaning"),
+    "zh": ("字段", "类型", "默认值", "环境变量", "说明"),
+}
+
+
+def public_modules() -> list[str]:
+    """Every importable public module of the package (no ``_private`` part), sorted."""
+    package = importlib.import_module(PACKAGE)
+    names = [PACKAGE]
+    for info in pkgutil.walk_packages(package.__path__, prefix=f"{PACKAGE}."):
+        if any(part.startswith("_") for part in info.name.split(".")):
+            continue
+        names.append(info.name)
+    return sorted(names)
+
+
+def _type_text(annotation: Any) -> str:
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", repr(annotation))
+    return text.replace("typing.", "")
+
+
+def _default_text(f: dataclasses.Field[Any]) -> str:
+    if f.default is not dataclasses.MISSING:
+        value = f.default
+        if isinstance(value, enum.Enum):
+            return f"{type(value).__name__}.{value.name}"
+        return repr(value)
+    if f.default_factory is not dataclasses.MISSING:
+        factory = f.default_factory
+        return f"{getattr(factory, '__name__', 'factory')}()"
+    return "(required)"
+
+
+def _zh_descriptions() -> dict[str, str]:
+    path = DOCS / "zh" / "config_fields_zh.py"
+    return dict(runpy.run_path(str(path))["DESCRIPTIONS"])
+
+
+class ConfigFieldsDirective(SphinxDirective):
+    """Render the fields of a config dataclass as a table (see the module docstring)."""
+
+    required_arguments = 1
+    option_spec: typing.ClassVar[dict[str, Any]] = {"lang": directives.unchanged}
+
+    def run(self) -> list[nodes.Node]:
+        target = self.arguments[0]
+        module_name, _, class_name = target.rpartition(".")
+        cls = getattr(importlib.import_module(module_name), class_name)
+        lang = self.options.get("lang", "en")
+        attr_docs = ModuleAnalyzer.for_module(module_name).find_attr_docs()
+        zh = _zh_descriptions() if lang == "zh" else {}
+        rows = []
+        for f in dataclasses.fields(cls):
+            key = f"{class_name}.{f.name}"
+            if lang == "zh":
+                description = zh.get(key)
+                if description is None:
+                    logger.warning(
+                        "config-fields: no Chinese description for %s in zh/config_fields_zh.py",
+                        key,
+                        location=self.get_location(),
+                    )
+                    description = ""
+            else:
+                description = " ".join(attr_docs.get((class_name, f.name), [])).strip()
+                if not description:
+                    logger.warning("config-fields: %s has no attribute docstring", key, location=self.get_location())
+            env = ENV_VARS.get(key, "")
+            rows.append((f.name, _type_text(f.type), _default_text(f), env, description))
+        if lang == "zh":
+            stale = [
+                k
+                for k in zh
+                if k.startswith(f"{class_name}.")
+                and k.split(".", 1)[1] not in {f.name for f in dataclasses.fields(cls)}
+            ]
+            for key in stale:
+                logger.warning("config-fields: %s is translated but is no field", key, location=self.get_location())
+        return [self._table(_HEADERS[lang], rows)]
+
+    def _table(self, headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> nodes.table:
+        table = nodes.table(classes=["config-fields"])
+        group = nodes.tgroup(cols=len(headers))
+        table += group
+        for width in (14, 14, 12, 14, 46):
+            group += nodes.colspec(colwidth=width)
+        head = nodes.thead()
+        group += head
+        head += self._row(headers, literal=())
+        body = nodes.tbody()
+        group += body
+        for row in rows:
+            body += self._row(row, literal=(0, 1, 2, 3))
+        return table
+
+    def _row(self, cells: tuple[str, ...], literal: tuple[int, ...]) -> nodes.row:
+        row = nodes.row()
+        for index, value in enumerate(cells):
+            entry = nodes.entry()
+            if value and index in literal:
+                entry += nodes.paragraph("", "", nodes.literal(value, value))
+            elif value:
+                # descriptions carry inline reST (``code``); parse them
+                parsed, _messages = self.state.inline_text(value, self.lineno)
+                entry += nodes.paragraph("", "", *parsed)
+            row += entry
+        return row
+
+
+def _owner(module_name: str, name: str, modules: list[str]) -> str:
+    """The public module that defines ``name`` (a package re-exporting a submodule's name points there)."""
+    obj = getattr(importlib.import_module(module_name), name)
+    if inspect.isclass(obj) or inspect.isroutine(obj):
+        owner = getattr(obj, "__module__", module_name)
+        return owner if owner in modules else module_name
+    for other in modules:
+        submodule = importlib.import_module(other) if other.startswith(f"{module_name}.") else None
+        if submodule is not None and name in getattr(submodule, "__all__", ()) and getattr(submodule, name) is obj:
+            return other
+    return module_name
+
+
+def _directive(module_name: str, name: str) -> str:
+    obj = getattr(importlib.import_module(module_name), name)
+    target = f"{module_name}.{name}"
+    if inspect.isclass(obj):
+        if issubclass(obj, BaseException):
+            return f".. autoexception:: {target}\n   :members:\n   :show-inheritance:\n"
+        return f".. autoclass:: {target}\n   :members:\n   :show-inheritance:\n"
+    if inspect.isroutine(obj) or callable(getattr(obj, "__wrapped__", None)):
+        return f".. autofunction:: {target}\n"
+    return f".. autodata:: {target}\n   :no-value:\n"
+
+
+def _api_page(module_name: str, modules: list[str]) -> str:
+    module = importlib.import_module(module_name)
+    title = f"``{module_name}``"
+    parts = [
+        ".. This file is generated by docs/_ext/ltdb_docs.py at every build; do not edit.\n",
+        f"{title}\n{'=' * len(title)}\n",
+        f".. automodule:: {module_name}\n   :no-members:\n",
+    ]
+    reexports = []
+    for name in getattr(module, "__all__", ()):
+        owner = _owner(module_name, name, modules)
+        if owner != module_name:
+            reexports.append(f"* :py:obj:`{name} <{owner}.{name}>` (from :py:mod:`{owner}`)")
+        else:
+            parts.append(_directive(module_name, name))
+    if reexports:
+        parts.insert(3, "Re-exported names:\n\n" + "\n".join(reexports) + "\n")
+    return "\n".join(parts)
+
+
+def _generate_api_pages(app: Sphinx) -> None:
+    out = Path(app.srcdir) / "api" / "modules"
+    out.mkdir(parents=True, exist_ok=True)
+    modules = public_modules()
+    wanted = {f"{name}.rst": _api_page(name, modules) for name in modules}
+    for stale in out.glob("*.rst"):
+        if stale.name not in wanted:
+            stale.unlink()
+    for filename, content in wanted.items():
+        path = out / filename
+        if not path.exists() or path.read_text() != content:  # keep mtimes stable for incremental builds
+            path.write_text(content)
+
+
+def _canonical_names(module_name: str, name: str) -> set[str]:
+    modules = public_modules()
+    return {f"{_owner(module_name, name, modules)}.{name}"}
+
+
+def _check_public_names(app: Sphinx, env: BuildEnvironment) -> None:
+    documented = set(env.get_domain("py").objects)  # type: ignore[attr-defined]
+    for module_name in public_modules():
+        module = importlib.import_module(module_name)
+        for name in getattr(module, "__all__", ()):
+            if not documented & _canonical_names(module_name, name):
+                logger.warning("public name %s.%s is not documented in the API reference", module_name, name)
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_directive("config-fields", ConfigFieldsDirective)
+    app.connect("builder-inited", _generate_api_pages)
+    app.connect("env-check-consistency", _check_public_names)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
