@@ -186,6 +186,12 @@ class Migrations:
             what = "missing" if not path.is_dir() else "broken (no env.py)"
             msg = f"migrations directory {path} is {what}"
             raise MigrationScriptError(msg)
+        env = path / "env.py"
+        try:
+            compile(env.read_bytes(), str(env), "exec")
+        except SyntaxError as exc:
+            msg = f"{env} failed: SyntaxError: {exc.msg} (line {exc.lineno})"
+            raise MigrationScriptError(msg) from exc
         cfg = Config()
         cfg.set_main_option("script_location", location)
         try:

@@ -39,6 +39,7 @@ from litestar_db.migrations import (
     MigrationFailedError,
     Migrations,
     PendingMigration,
+    _first_line,
     alchemy_config_for,
 )
 
@@ -101,10 +102,9 @@ def _describe(exc: BaseException, where: str) -> tuple[str, int]:
         return f"the models and the migrations differ: {str(exc).splitlines()[0]}", EXIT_BEHIND
     if isinstance(exc, CommandError):
         return str(exc).splitlines()[0], EXIT_ERROR
-    first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
     if isinstance(translate_error(exc), DatabaseUnavailableError):
-        return f"cannot connect to the database at {where}: {first}", EXIT_ERROR
-    return f"{type(exc).__name__}: {first}", EXIT_ERROR
+        return f"cannot connect to the database at {where}: {_first_line(exc)}", EXIT_ERROR
+    return _first_line(exc), EXIT_ERROR
 
 
 def _friendly(callback: Callable[..., Any]) -> Callable[..., Any]:
@@ -173,7 +173,14 @@ def _migrate(ctx: click.Context, direction: str, revision: str, sql: bool, tag: 
     _print_changes(run_coroutine(run(revision, tag=tag)), "Applied" if direction == "upgrade" else "Reverted")
 
 
-@database_group.command(name="upgrade", help="Upgrade the database to a revision (default: head) under the lock.")
+_REVISION_ARGS = {"ignore_unknown_options": True}  # so `downgrade -1` reads -1 as the revision, not an option
+
+
+@database_group.command(
+    name="upgrade",
+    help="Upgrade the database to a revision (default: head) under the lock.",
+    context_settings=_REVISION_ARGS,
+)
 @_sql
 @_tag
 @_no_prompt
@@ -186,7 +193,11 @@ def upgrade_database(
     _migrate(ctx, "upgrade", revision, sql, tag, no_prompt)
 
 
-@database_group.command(name="downgrade", help="Downgrade the database to a revision (default: -1) under the lock.")
+@database_group.command(
+    name="downgrade",
+    help="Downgrade the database to a revision (default: -1) under the lock.",
+    context_settings=_REVISION_ARGS,
+)
 @_sql
 @_tag
 @_no_prompt
