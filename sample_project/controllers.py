@@ -75,7 +75,7 @@ class UserController(Controller):
         self, users: NamedDependency[UserRepository], limit: Limit = 50, offset: Offset = 0
     ) -> list[UserOut]:
         """Users ordered by email."""
-        rows = await users.list(LimitOffset(limit, offset), OrderBy("email"))
+        rows = await users.get_many(LimitOffset(limit, offset), OrderBy("email"))
         return [_user_out(u) for u in rows]
 
     @get("/by-email")
