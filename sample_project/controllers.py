@@ -158,7 +158,7 @@ class TransferController(Controller):
             .with_for_update()
             .execution_options(populate_existing=True)  # the locked, current balance, never a cached one
         )
-        locked = {a.id: a for a in (await db_session.scalars(stmt)).all()}
+        locked = {a.id: a for a in (await db_session.execute(stmt)).scalars().all()}
         source, target = locked.get(data.from_account_id), locked.get(data.to_account_id)
         if source is None or target is None:
             raise NotFoundException("no such account")
