@@ -95,8 +95,8 @@ class AsyncSession(_SAAsyncSession):
     async def scalar(self, *args: Any, **kwargs: Any) -> Any:
         return await self._guard(super().scalar, *args, **kwargs)
 
-    # ``scalars()`` and ``stream_scalars()`` are not wrapped: SQLAlchemy implements them with ``execute()`` and
-    # ``stream()``, which are guarded (wrapping them too made every call look like concurrent use).
+    async def scalars(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._guard(super().scalars, *args, **kwargs)
 
     async def get(self, *args: Any, **kwargs: Any) -> Any:
         return await self._guard(super().get, *args, **kwargs)
@@ -111,6 +111,15 @@ class AsyncSession(_SAAsyncSession):
             An ``AsyncResult`` proxy.
         """
         result = await self._guard(super().stream, *args, **kwargs)
+        return _ClosableResult(result, self)
+
+    async def stream_scalars(self, *args: Any, **kwargs: Any) -> Any:
+        """SQLAlchemy's ``stream_scalars()``, guarded like :meth:`stream`.
+
+        Returns:
+            An ``AsyncScalarResult`` proxy.
+        """
+        result = await self._guard(super().stream_scalars, *args, **kwargs)
         return _ClosableResult(result, self)
 
     async def flush(self, *args: Any, **kwargs: Any) -> None:
