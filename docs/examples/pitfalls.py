@@ -77,3 +77,17 @@ async def one_session_two_tasks() -> str:
 
 
 # [/concurrent]
+
+
+# [batches]
+async def export_in_batches(batch_size: int) -> list[int]:
+    """Large reads: stream with a server-side cursor and handle batches *inside* the block."""
+    sizes = []
+    async with session() as db:
+        result = await db.stream(select(User.id, User.email).execution_options(yield_per=batch_size))
+        async for batch in result.partitions():
+            sizes.append(len(batch))  # write the batch to a file, a queue, ... while the cursor is open
+    return sizes
+
+
+# [/batches]
