@@ -16,6 +16,7 @@ import enum
 import importlib
 import inspect
 import pkgutil
+import re
 import runpy
 import typing
 from pathlib import Path
@@ -122,15 +123,6 @@ class ConfigFieldsDirective(SphinxDirective):
                     logger.warning("config-fields: %s has no attribute docstring", key, location=self.get_location())
             env = ENV_VARS.get(key, "")
             rows.append((f.name, _type_text(f.type), _default_text(f), env, description))
-        if lang == "zh":
-            stale = [
-                k
-                for k in zh
-                if k.startswith(f"{class_name}.")
-                and k.split(".", 1)[1] not in {f.name for f in dataclasses.fields(cls)}
-            ]
-            for key in stale:
-                logger.warning("config-fields: %s is translated but is no field", key, location=self.get_location())
         return [self._table(_HEADERS[lang], rows)]
 
     widths: tuple[int, ...] = (14, 14, 12, 14, 46)
@@ -291,9 +283,25 @@ def _check_public_names(app: Sphinx, env: BuildEnvironment) -> None:
                 logger.warning("public name %s.%s is not documented in the API reference", module_name, name)
 
 
+_CJK_BREAK = re.compile(r"(?<=[\u3000-\u9fff\uff00-\uffef])\n(?=[\u3000-\u9fff\uff00-\uffef])")
+
+
+def _join_cjk_lines(app: Sphinx, doctree: nodes.document) -> None:
+    """A line break between two Chinese characters is no space (reST source lines are wrapped for editing)."""
+    if not app.env.docname.startswith("zh/"):
+        return
+    for text in list(doctree.findall(nodes.Text)):
+        if isinstance(text.parent, nodes.literal_block | nodes.literal):
+            continue
+        joined = _CJK_BREAK.sub("", str(text))
+        if joined != str(text):
+            text.parent.replace(text, nodes.Text(joined))
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("config-fields", ConfigFieldsDirective)
     app.add_directive("error-mapping", ErrorMappingDirective)
     app.connect("builder-inited", _generate_api_pages)
+    app.connect("doctree-read", _join_cjk_lines)
     app.connect("env-check-consistency", _check_public_names)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
