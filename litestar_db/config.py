@@ -93,7 +93,9 @@ class ConnectionConfig:
     and gives each prepared statement a unique name (also ``?pgbouncer=true`` in a URL)."""
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.host, str) and bool(self.host), "connection.host", self.host, "must be a non-empty string")
+        _check(
+            isinstance(self.host, str) and bool(self.host), "connection.host", self.host, "must be a non-empty string"
+        )
         ok_port = isinstance(self.port, int) and not isinstance(self.port, bool) and 1 <= self.port <= 65535
         _check(ok_port, "connection.port", self.port, "must be an integer between 1 and 65535")
         _check(isinstance(self.database, str) and bool(self.database), "connection.database", self.database, "empty")
@@ -177,7 +179,9 @@ class ReplicaConfig:
     """Pool settings for this replica; the primary's when ``None``."""
 
     def __post_init__(self) -> None:
-        _check((self.url is None) != (self.connection is None), "read_write.replicas", self.name, "give url or connection")
+        _check(
+            (self.url is None) != (self.connection is None), "read_write.replicas", self.name, "give url or connection"
+        )
         ok = isinstance(self.weight, int) and not isinstance(self.weight, bool) and self.weight >= 1
         _check(ok, "read_write.replicas.weight", self.weight, "must be an integer >= 1")
         if self.url is not None:
@@ -206,9 +210,9 @@ class ReadWriteConfig:
     """Read from the primary when no replica is healthy (else raise ``DatabaseUnavailableError``)."""
     monitor_interval_seconds: float = 2.0
     """Seconds between lag/health probes of each replica."""
-    token_transport: Literal["cookie", "header"] = "cookie"
+    token_transport: Literal["cookie", "header"] = "cookie"  # noqa: S105
     """How the read-your-writes token travels to the client."""
-    token_name: str = "litestar-db-lsn"
+    token_name: str = "litestar-db-lsn"  # noqa: S105
     """Cookie or header name of the read-your-writes token."""
     token_secret: str | None = field(default=None, repr=False)
     """HMAC key signing the token; random per process when ``None`` (set it when running several instances)."""
@@ -291,14 +295,16 @@ def _parse_url(raw: str, field_name: str) -> URL:
     port = url.port
     _check(port is None or 1 <= port <= 65535, field_name, _mask(raw), "port must be between 1 and 65535")
     backend = url.get_backend_name()
-    _check(backend in ("postgresql", "postgres", "sqlite"), field_name, _mask(raw), "scheme must be postgresql or sqlite")
+    _check(
+        backend in ("postgresql", "postgres", "sqlite"), field_name, _mask(raw), "scheme must be postgresql or sqlite"
+    )
     return url
 
 
 def _mask(raw: str) -> str:
     try:
         return make_url(raw).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - unparseable URL: show nothing that may hold a secret
+    except Exception:  # unparseable: show nothing that may hold a secret
         return "<unparseable URL>"
 
 
@@ -348,9 +354,10 @@ class DatabaseConfig:
                 raise ConfigurationError("type", self.type, "must be postgresql or sqlite") from None
         if self.url is not None:
             url = _parse_url(self.url, "url")
+            pgbouncer = str(url.query.get("pgbouncer", "")).lower()
             inferred = DatabaseType.SQLITE if url.get_backend_name() == "sqlite" else DatabaseType.POSTGRESQL
             object.__setattr__(self, "type", inferred)
-            if url.query.get("pgbouncer", "").lower() in ("1", "true", "yes", "on"):
+            if pgbouncer in ("1", "true", "yes", "on"):
                 object.__setattr__(self, "connection", replace(self.connection, pgbouncer=True))
         _positive(self.statement_timeout, "statement_timeout", optional=True)
         _positive(self.slow_query_seconds, "slow_query_seconds", allow_zero=True)

@@ -26,7 +26,7 @@ from collections import deque
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from litestar_db.config import DatabaseConfig, PoolConfig
 from litestar_db.engines import create_engine_for, engine_kwargs
@@ -40,6 +40,7 @@ from litestar_db.routing import (
     format_lsn,
     parse_lsn,
 )
+from litestar_db.session import AsyncSession
 from litestar_db.stats import EngineCounters, EngineStats, instrument_engine
 
 __all__ = ("LagMonitor", "ReplicaRouter")
@@ -230,7 +231,11 @@ class ReplicaRouter:
     def maker_for(self, bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:
         """A routing session maker whose primary is ``bind`` (e.g. the primary with an isolation level)."""
         return async_sessionmaker(
-            bind, sync_session_class=self.session_class, expire_on_commit=False, close_resets_only=False
+            bind,
+            class_=AsyncSession,
+            sync_session_class=self.session_class,
+            expire_on_commit=False,
+            close_resets_only=False,
         )
 
     def session(

@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.orm import ORMExecuteState
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.selectable import CompoundSelect
 
 from litestar_db.errors import DatabaseUnavailableError, PoolTimeoutError, ReadOnlyError, translate_error
+from litestar_db.session import SyncSession
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Result
@@ -295,8 +296,10 @@ class TokenSigner:
 _UNSET: Any = object()
 
 
-class RoutingSession(Session):
+class RoutingSession(SyncSession):
     """Sync session routing each statement to the primary or a replica (see the module docstring).
+
+    Extends :class:`litestar_db.session.SyncSession`, so the misuse guards of every litestar_db session apply.
 
     Built per :class:`~litestar_db.database.Database` as a subclass whose ``replica_set`` and
     ``fallback_to_primary`` class attributes are set; the async layer uses it through ``sync_session_class``.

@@ -63,6 +63,12 @@ class DatabasePlugin(InitPlugin, CLIPlugin):
         """
         return self._provider.database
 
+    def record_error(self, err: BaseException) -> None:
+        """Count an error in the running database's stats (no-op when the app is not running)."""
+        db = self._provider.bound
+        if db is not None:
+            db.record_error(err)
+
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Register lifespan, dependencies, middleware, exception handlers and signature namespace.
 
@@ -77,9 +83,7 @@ class DatabasePlugin(InitPlugin, CLIPlugin):
                 request.engine_dependency_key: Provide(self._provider.provide_engine, sync_to_thread=False),
             }
         )
-        app_config.middleware.insert(
-            0, RequestTransactionMiddleware(request, self.config.health.retry_after_seconds)
-        )
+        app_config.middleware.insert(0, RequestTransactionMiddleware(request, self.config.health.retry_after_seconds))
         for exc_class, handler in exception_handlers().items():
             app_config.exception_handlers.setdefault(exc_class, handler)
         app_config.signature_namespace.update(

@@ -31,13 +31,14 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 from litestar.utils.scope.state import ScopeState
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from litestar_db.config import RequestConfig
 from litestar_db.database import Database
 from litestar_db.litestar.guards import read_token, routing_mode, token_header
 from litestar_db.replicas import ReplicaRouter
 from litestar_db.routing import RoutingSession
+from litestar_db.session import AsyncSession
 from litestar_db.transactions import commit
 
 __all__ = (
@@ -84,6 +85,11 @@ class RequestSessionProvider:
         self._makers.clear()
 
     @property
+    def bound(self) -> Database | None:
+        """The started database, or ``None`` outside the app's lifespan."""
+        return self._database
+
+    @property
     def database(self) -> Database:
         """The started database.
 
@@ -102,7 +108,7 @@ class RequestSessionProvider:
         maker = self._makers.get(isolation_level)
         if maker is None:
             bind = db.engine.execution_options(isolation_level=isolation_level.upper())
-            maker = db.sessionmaker.__class__(bind, expire_on_commit=False, close_resets_only=False)
+            maker = db.make_sessionmaker(bind)
             self._makers[isolation_level] = maker
         return maker
 
