@@ -30,16 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from litestar_db.config import DatabaseConfig, PoolConfig
 from litestar_db.engines import create_engine_for, engine_kwargs
-from litestar_db.routing import (
-    ReadYourWrites,
-    ReplicaSet,
-    ReplicaState,
-    RoutingMode,
-    RoutingSession,
-    TokenSigner,
-    format_lsn,
-    parse_lsn,
-)
+from litestar_db.read_your_writes import ReadYourWrites, TokenSigner, format_lsn, parse_lsn
+from litestar_db.routing import ReplicaSet, ReplicaState, RoutingMode, RoutingSession
 from litestar_db.session import AsyncSession
 from litestar_db.stats import EngineCounters, EngineStats, instrument_engine
 
@@ -211,6 +203,7 @@ class ReplicaRouter:
                 "replica_set": self.replica_set,
                 "primary_counters": primary_counters,
                 "fallback_to_primary": rw.fallback_to_primary,
+                "retry_after": config.health.retry_after_seconds,
             },
         )
         self.sessionmaker = self.maker_for(primary)

@@ -19,9 +19,6 @@ No Litestar import here: the core runs in workers and scripts too.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import random
 import re
 import time
@@ -35,6 +32,7 @@ from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.selectable import CompoundSelect
 
 from litestar_db.errors import DatabaseUnavailableError, PoolTimeoutError, ReadOnlyError, translate_error
+from litestar_db.read_your_writes import ReadYourWrites
 from litestar_db.session import SyncSession
 
 if TYPE_CHECKING:
@@ -44,15 +42,11 @@ if TYPE_CHECKING:
     from litestar_db.stats import EngineCounters
 
 __all__ = (
-    "ReadYourWrites",
     "ReplicaSet",
     "ReplicaState",
     "RoutingMode",
     "RoutingSession",
-    "TokenSigner",
-    "format_lsn",
     "is_plain_read",
-    "parse_lsn",
 )
 
 RoutingMode = Literal["replica", "read_only", "primary"]
@@ -67,19 +61,6 @@ _NOT_A_READ = re.compile(
     r"nextval|setval|pg_advisory\w*|pg_notify|txid_current|pg_current_xact_id|lo_\w+)\b",
     re.I,
 )
-
-
-def parse_lsn(text: str | None) -> int | None:
-    """PostgreSQL ``pg_lsn`` text (``"16/B374D848"``) to an integer byte position, ``None`` stays ``None``."""
-    if not text:
-        return None
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
-
-
-def format_lsn(value: int) -> str:
-    """Integer byte position to PostgreSQL's ``pg_lsn`` text form."""
-    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
 
 
 def is_plain_read(clause: object) -> bool:
@@ -229,70 +210,6 @@ def _smooth_weighted(candidates: list[ReplicaState]) -> ReplicaState:
     return best
 
 
-class ReadYourWrites:
-    """A verified read-your-writes token: the primary's WAL position after the client's last write."""
-
-    __slots__ = ("expires_at", "lsn")
-
-    def __init__(self, lsn: int | None, expires_at: float) -> None:
-        self.lsn = lsn
-        """``pg_current_wal_lsn()`` after the commit, or ``None`` (then the whole lifetime reads the primary)."""
-        self.expires_at = expires_at
-        """Wall-clock (``time.time()``) expiry, seconds."""
-
-
-class TokenSigner:
-    """Issues and verifies read-your-writes tokens: ``<lsn hex or ->.<expiry ms>.<HMAC-SHA256, base64url>``.
-
-    Args:
-        secret: HMAC key (shared by every instance of the app).
-        lsn_lifetime: Seconds an LSN token stays valid.
-        sticky_seconds: Seconds a token without LSN keeps the client on the primary.
-    """
-
-    __slots__ = ("_secret", "lsn_lifetime", "sticky_seconds")
-
-    def __init__(self, secret: bytes, lsn_lifetime: float, sticky_seconds: float) -> None:
-        self._secret = secret
-        self.lsn_lifetime = lsn_lifetime
-        self.sticky_seconds = sticky_seconds
-
-    def _sign(self, payload: str) -> str:
-        digest = hmac.new(self._secret, payload.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-    def issue(self, lsn: int | None, now: float | None = None) -> tuple[str, float]:
-        """A signed token for ``lsn`` (``None``: time window only).
-
-        Returns:
-            ``(token, lifetime_seconds)``.
-        """
-        lifetime = self.lsn_lifetime if lsn is not None else self.sticky_seconds
-        expires = int(((time.time() if now is None else now) + lifetime) * 1000)
-        payload = f"{lsn:x}.{expires}" if lsn is not None else f"-.{expires}"
-        return f"{payload}.{self._sign(payload)}", lifetime
-
-    def verify(self, token: str | None, now: float | None = None) -> ReadYourWrites | None:
-        """The token's content when its signature is valid and it has not expired; ``None`` otherwise.
-
-        A tampered, truncated or expired token is ignored (never trusted, never an error).
-        """
-        if not token or len(token) > 200:
-            return None
-        payload, _, signature = token.rpartition(".")
-        if not payload or not hmac.compare_digest(signature, self._sign(payload)):
-            return None
-        lsn_text, _, expires_text = payload.partition(".")
-        try:
-            expires = int(expires_text) / 1000
-            lsn = None if lsn_text == "-" else int(lsn_text, 16)
-        except ValueError:
-            return None
-        if expires <= (time.time() if now is None else now):
-            return None
-        return ReadYourWrites(lsn, expires)
-
-
 _UNSET: Any = object()
 
 
@@ -309,6 +226,7 @@ class RoutingSession(SyncSession):
     replica_set: ReplicaSet
     primary_counters: EngineCounters
     fallback_to_primary: bool = True
+    retry_after: int | None = None
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
@@ -383,7 +301,8 @@ class RoutingSession(SyncSession):
         if self.sticky_until <= time.time():
             target = self.replica_set.choose(self.min_lsn, self._failed)
         if target is None and not self.fallback_to_primary:
-            raise DatabaseUnavailableError("No replica is available and fallback to the primary is disabled")
+            msg = "No replica is available and fallback to the primary is disabled"
+            raise DatabaseUnavailableError(msg, retry_after=self.retry_after)
         self._target = target
         return target
 

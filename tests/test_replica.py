@@ -56,6 +56,12 @@ async def where_primary(db_session: NamedDependency[AsyncSession]) -> dict[str, 
     return await _where(db_session)
 
 
+@get("/locked")
+async def locked(db_session: NamedDependency[AsyncSession]) -> dict[str, Any]:
+    await db_session.execute(text("SELECT id FROM note FOR UPDATE"))
+    return await _where(db_session)
+
+
 @get("/notes")
 async def list_notes(db_session: NamedDependency[AsyncSession]) -> dict[str, Any]:
     bodies = (await db_session.execute(text("SELECT body FROM note ORDER BY id"))).scalars().all()
@@ -105,7 +111,7 @@ async def lose_connection(db_session: NamedDependency[AsyncSession]) -> dict[str
     return {"first": first, "second": await _where(db_session)}
 
 
-ROUTES = [where, where_primary, list_notes, add_note, write_then_read]
+ROUTES = [where, where_primary, locked, list_notes, add_note, write_then_read]
 ROUTES += [read_only_insert, read_only_update, bad_sql, lose_connection]
 
 
@@ -152,9 +158,11 @@ async def test_get_is_served_by_the_replica_and_post_by_the_primary(db: ReplicaD
     async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
         got = (await client.get("/where")).json()
         pinned = (await client.get("/where-primary")).json()
+        lock = await client.get("/locked")
         posted = await client.post("/notes", json={"body": "a"})
     assert got == {"port": replica_port, "standby": True}
     assert pinned == {"port": primary_port, "standby": False}
+    assert lock.json() == {"port": primary_port, "standby": False}  # FOR UPDATE went to the primary, then stayed
     assert posted.status_code == 201
     assert posted.json() == {"port": primary_port, "standby": False}
 
@@ -233,6 +241,17 @@ async def test_c09_replica_stopped_reads_fall_back_then_return(db: ReplicaDataba
     assert stats["primary"].routed_reads >= 3
     assert back == {"port": replica_port, "standby": True}
     assert waited < 8
+
+
+async def test_no_fallback_answers_503_while_no_replica_is_available(db: ReplicaDatabase) -> None:
+    app, _ = _app(db, fallback_to_primary=False, failure_cooldown_seconds=5.0)
+    async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+        db.cluster.stop_replica()
+        first = await client.get("/where")  # connection refused: ejected, and no other host is allowed
+        second = await client.get("/where")
+    assert first.status_code == 503
+    assert second.status_code == 503
+    assert "Retry-After" in second.headers
 
 
 async def test_c09_sql_error_on_a_replica_read_is_not_retried_on_the_primary(db: ReplicaDatabase) -> None:

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from litestar_db import ConfigurationError, Database, DatabaseConfig, ReadWriteConfig, ReplicaConfig
 from litestar_db.litestar.guards import read_token, routing_mode
-from litestar_db.routing import ReplicaSet, ReplicaState, TokenSigner, format_lsn, is_plain_read, parse_lsn
+from litestar_db.read_your_writes import TokenSigner, format_lsn, parse_lsn
+from litestar_db.routing import ReplicaSet, ReplicaState, is_plain_read
 from litestar_db.stats import EngineCounters
 
 items = Table("items", MetaData(), Column("id", Integer, primary_key=True))
