@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
@@ -33,6 +33,9 @@ from litestar_db.replicas import ReplicaRouter
 from litestar_db.session import AsyncSession
 from litestar_db.stats import DatabaseStats, EngineCounters, instrument_engine
 from litestar_db.transactions import atomic, run_in_transaction
+
+if TYPE_CHECKING:
+    from litestar_db.migrations import Migrations
 
 __all__ = (
     "Database",
@@ -83,12 +86,25 @@ class Database:
         self._retried = 0
         self._probe_engine: AsyncEngine | None = None
         self._closed = False
+        self._migrations: Migrations | None = None
         rw = config.read_write
         self.router: ReplicaRouter | None = None
         """Replica engines, lag monitor and routing sessions; ``None`` unless the read/write split is enabled
         with at least one replica (then nothing on the request path looks at replicas)."""
         if rw.enable_read_write_split and rw.replicas:
             self.router = ReplicaRouter(config, self.engine, self._counters["primary"])
+
+    @property
+    def migrations(self) -> Migrations:
+        """Alembic operations on this database's primary: ``await db.migrations.upgrade()``, ``status()``, ….
+
+        See :class:`litestar_db.migrations.Migrations`.
+        """
+        if self._migrations is None:
+            from litestar_db.migrations import Migrations  # Alembic is imported only when migrations are used
+
+            self._migrations = Migrations(self.config)
+        return self._migrations
 
     @staticmethod
     def make_sessionmaker(bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:

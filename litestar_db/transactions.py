@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from litestar_db.errors import (
     AmbiguousCommitError,
@@ -128,8 +128,9 @@ async def run_in_transaction(
     """Run ``fn(session)`` in a transaction, re-running it with a fresh session when that may succeed.
 
     Retried on serialization failure (40001), deadlock (40P01) and a connection lost before COMMIT, with
-    exponential backoff and full jitter (tenacity). Never retried after an ambiguous commit. The 1-based attempt
-    number is in ``session.info[ATTEMPT_KEY]``; retries are counted in ``get_stats().transactions_retried``.
+    exponential backoff and full jitter (tenacity's ``wait_random_exponential``). Never retried after an
+    ambiguous commit. The 1-based attempt number is in ``session.info[ATTEMPT_KEY]``; retries are counted in
+    ``get_stats().transactions_retried``.
 
     Args:
         db: The database.
@@ -154,7 +155,7 @@ async def run_in_transaction(
 
     retrying = AsyncRetrying(
         stop=stop_after_attempt(retries + 1),
-        wait=wait_exponential_jitter(initial=backoff_seconds, max=max_backoff_seconds),
+        wait=wait_random_exponential(multiplier=backoff_seconds, max=max_backoff_seconds),
         retry=retry_if_exception(is_retryable),
         before_sleep=before_sleep,
         reraise=True,
