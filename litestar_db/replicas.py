@@ -128,11 +128,14 @@ class LagMonitor:
                 row = (await conn.execute(_REPLICA_PROBE, params)).one()
                 replica.round_trip_ms = round((time.perf_counter() - started) * 1000, 3)
         except Exception as exc:  # any failure ejects the replica
+            if replica.healthy:  # log transitions only, not every probe of a replica that stays down
+                logger.warning("replica %s failed its probe (%s); ejected", replica.name, type(exc).__name__)
             replica.healthy = False
             self.replica_set.eject(replica, f"probe failed: {type(exc).__name__}")
-            logger.warning("replica %s failed its probe (%s); ejected", replica.name, type(exc).__name__)
             return
         in_recovery, replay_text, diff, replay_age = row
+        if not replica.healthy:
+            logger.info("replica %s answers again; back in rotation after its cooldown", replica.name)
         replica.healthy = True
         replica.in_recovery = bool(in_recovery)
         replica.last_probe = time.monotonic()
@@ -146,6 +149,8 @@ class LagMonitor:
         replica.lag_seconds = 0.0 if replica.lag_bytes == 0 else self._seconds_behind(replay_lsn, replay_age)
         reason = self._over_limit(replica)
         if reason is not None:
+            if replica.ejected_until <= time.monotonic():
+                logger.warning("replica %s ejected: %s", replica.name, reason)
             self.replica_set.eject(replica, reason)
 
     def _seconds_behind(self, replay_lsn: int, replay_age: float | None) -> float | None:

@@ -19,6 +19,7 @@ No Litestar import here: the core runs in workers and scripts too.
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import time
@@ -49,13 +50,14 @@ __all__ = (
     "is_plain_read",
 )
 
+logger = logging.getLogger("litestar_db")
 RoutingMode = Literal["replica", "read_only", "primary"]
 """``replica``: reads on a replica, writes on the primary (then stay there); ``read_only``: reads on a replica,
 writes raise ``ReadOnlyError``; ``primary``: everything on the primary."""
 
 _COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
 _LITERALS = re.compile(r"'(?:[^']|'')*'")
-_READ_START = re.compile(r"^\s*\(*\s*(?:SELECT|WITH)\b", re.I)
+_READ_START = re.compile(r"^\s*\(*\s*(?:SELECT|WITH|VALUES|TABLE|SHOW|EXPLAIN)\b", re.I)
 _NOT_A_READ = re.compile(
     r"\b(?:INSERT|UPDATE|DELETE|MERGE|INTO|COPY|LOCK|FOR\s+(?:NO\s+KEY\s+)?UPDATE|FOR\s+(?:KEY\s+)?SHARE|"
     r"nextval|setval|pg_advisory\w*|pg_notify|txid_current|pg_current_xact_id|lo_\w+)\b",
@@ -67,8 +69,9 @@ def is_plain_read(clause: object) -> bool:
     """Whether ``clause`` may run on a replica.
 
     ``True`` for a ``SELECT`` (Core or ORM, also UNION/…) without a locking clause, and for ``text()`` that is
-    plainly ``SELECT``/``WITH … SELECT`` (no data-modifying CTE, ``SELECT … INTO``, locking clause, sequence or
-    advisory-lock function). Anything else - DML, DDL, unknown constructs, ``None`` - is not a plain read.
+    plainly ``SELECT``/``WITH … SELECT`` (also ``VALUES``, ``TABLE``, ``SHOW``, ``EXPLAIN``) with no
+    data-modifying CTE, ``SELECT … INTO``, locking clause, sequence or advisory-lock function. Anything else -
+    DML, DDL, unknown constructs, ``None`` - is not a plain read.
     """
     if isinstance(clause, Select | CompoundSelect):
         return clause._for_update_arg is None
@@ -317,6 +320,12 @@ class RoutingSession(SyncSession):
     def _replica_failed(self, replica: ReplicaState, exc: BaseException) -> None:
         """Eject ``replica``, forget it for this session, and drop its broken connection from the transaction."""
         self.replica_set.eject(replica, f"connection error: {type(exc).__name__}")
+        logger.warning(
+            "replica %s: connection error on a read (%s); ejected for %ss, the read runs once on another host",
+            replica.name,
+            type(exc).__name__,
+            self.replica_set.cooldown_seconds,
+        )
         self._failed = (*self._failed, replica)
         self._target = _UNSET
         # A broken connection cannot COMMIT (the session would fail at commit although its reads were retried

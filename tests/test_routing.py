@@ -44,6 +44,10 @@ items = Table("items", MetaData(), Column("id", Integer, primary_key=True))
         (text("SELECT * INTO copy FROM items"), False),
         (text("SELECT nextval('items_id_seq')"), False),
         (text("SELECT pg_advisory_lock(1)"), False),
+        (text("SHOW transaction_read_only"), True),
+        (text("VALUES (1), (2)"), True),
+        (text("EXPLAIN SELECT * FROM items"), True),
+        (text("EXPLAIN ANALYZE DELETE FROM items"), False),
         (text("INSERT INTO items VALUES (1)"), False),
         (text("UPDATE items SET id = 2"), False),
         (text("VACUUM"), False),
@@ -182,3 +186,38 @@ def test_replica_urls_from_env_enable_the_split() -> None:
     assert [cfg.replica_url(r).host for r in cfg.read_write.replicas] == ["r1", "r2"]
     with pytest.raises(ConfigurationError, match=r"read_write\.replicas\.weight"):
         ReplicaConfig(url="postgresql://u@r1/db", weight=0)
+
+
+@pytest.mark.postgres
+async def test_replica_and_fallback_transactions_are_read_only_on_the_server(pg_url: str) -> None:
+    """Server-side READ ONLY, beyond the statement classifier: a SELECT calling a writing function is refused.
+
+    The "replica" here is the same PostgreSQL database (not a standby), so only READ ONLY stops the write; the
+    second replica points at a closed port, so its reads fall back to the primary, which must be READ ONLY too.
+    """
+    from litestar_db import ReadOnlyError
+    from litestar_db.testing import free_port
+
+    from .conftest import pg_execute
+
+    await pg_execute(pg_url, "CREATE TABLE t (x int)")
+    body = "INSERT INTO t VALUES (1) RETURNING x"
+    await pg_execute(pg_url, f"CREATE FUNCTION sneaky() RETURNS int LANGUAGE sql AS '{body}'")
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+    for replica_url in (pg_url, dead):
+        rw = ReadWriteConfig(enable_read_write_split=True, replicas=(ReplicaConfig(url=replica_url, name="r"),))
+        db = Database(DatabaseConfig(url=pg_url, read_write=rw))
+        try:
+            with pytest.raises(ReadOnlyError):  # 25006, translated when the block exits
+                async with db.read_replica() as session:
+                    assert (await session.execute(text("SHOW transaction_read_only"))).scalar() == "on"
+                    await session.execute(text("SELECT sneaky()"))
+            stats = {e.name: e for e in (await db.get_stats()).engines}
+        finally:
+            await db.dispose()
+        if replica_url == pg_url:
+            assert (stats["r"].routed_reads, stats["primary"].routed_reads) == (2, 0)
+        else:  # the first read was tried on the dead replica (refused, ejected), then re-run on the primary
+            assert (stats["r"].routed_reads, stats["primary"].routed_reads) == (1, 2)
+            assert stats["r"].healthy is False
+    assert (await pg_execute(pg_url, "SELECT count(*) FROM t"))[0][0] == 0
