@@ -36,6 +36,8 @@ autodoc_typehints = "signature"
 autodoc_class_signature = "separated"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_preserve_defaults = True
+# Subclasses of SQLAlchemy classes must not pull in SQLAlchemy's own docstrings (and their Sphinx labels).
+autodoc_inherit_docstrings = False
 
 # Google-style docstrings only.
 napoleon_google_docstring = True

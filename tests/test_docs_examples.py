@@ -32,6 +32,7 @@ from docs.examples import (
     pool_sizing,
     queries,
     read_replicas,
+    replica_routes,
 )
 from docs.examples import transactions as tx_examples
 from docs.examples.models import Account, Product, Sale, Transfer, User, create_tables
@@ -359,8 +360,6 @@ async def test_health_app(sqlite_url: str) -> None:
 @pytest.mark.postgres
 @pytest.mark.replica
 async def test_replica_routes(request: pytest.FixtureRequest) -> None:
-    pytest.importorskip("litestar_db.litestar.guards", reason="read/write routing is not merged yet")
-    replica_routes = importlib.import_module("docs.examples.replica_routes")
     cluster_db = request.getfixturevalue("replica_db")
     setup = Database(DatabaseConfig(url=cluster_db.primary_url))
     await create_tables(setup.engine)
