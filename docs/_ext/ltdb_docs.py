@@ -298,10 +298,17 @@ def _join_cjk_lines(app: Sphinx, doctree: nodes.document) -> None:
             text.parent.replace(text, nodes.Text(joined))
 
 
+def _chinese_lang_attr(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
+    """``<html lang="zh-CN">`` on the Chinese pages (fonts, hyphenation and screen readers depend on it)."""
+    if pagename.startswith("zh/"):
+        context["lang_attr"] = context["language"] = "zh-CN"
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("config-fields", ConfigFieldsDirective)
     app.add_directive("error-mapping", ErrorMappingDirective)
     app.connect("builder-inited", _generate_api_pages)
     app.connect("doctree-read", _join_cjk_lines)
+    app.connect("html-page-context", _chinese_lang_attr)
     app.connect("env-check-consistency", _check_public_names)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
