@@ -37,8 +37,12 @@ class InsufficientFunds(Exception):
 async def transfer(from_id: int, to_id: int, amount: int) -> None:
     """A transaction: committed when the block ends normally, rolled back when anything raises."""
     async with transaction() as db:
-        source = await db.get_one(Account, from_id)
-        target = await db.get_one(Account, to_id)
+        # lock both rows, always in id order, so two transfers in opposite directions cannot deadlock
+        query = select(Account).where(Account.id.in_((from_id, to_id))).order_by(Account.id).with_for_update()
+        accounts = {account.id: account for account in await db.scalars(query)}
+        if len(accounts) != 2:
+            raise LookupError(f"unknown account in {from_id} -> {to_id}")
+        source, target = accounts[from_id], accounts[to_id]
         if source.balance < amount:
             raise InsufficientFunds(f"account {from_id} holds {source.balance}, needs {amount}")
         source.balance -= amount
