@@ -386,3 +386,15 @@ async def test_replica_routes(request: pytest.FixtureRequest) -> None:
         assert await replica_routes.balance_after_payment(1) == 7
     finally:
         await cleanup_database()
+
+
+def test_environment_tables_list_every_variable() -> None:
+    """The environment-variable tables of both configuration pages name exactly the variables from_env reads."""
+    import re
+
+    import litestar_db._env
+
+    read = set(re.findall(r'"(DATABASE_[A-Z_]+)"', Path(litestar_db._env.__file__).read_text()))
+    for page in (DOCS / "configuration.rst", DOCS / "zh" / "configuration.rst"):
+        listed = set(re.findall(r"^``(DATABASE_[A-Z_]+)``", page.read_text(), re.M))
+        assert listed == read, f"{page}: missing {read - listed}, unknown {listed - read}"
