@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -93,7 +93,9 @@ class ConnectionConfig:
     and gives each prepared statement a unique name (also ``?pgbouncer=true`` in a URL)."""
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.host, str) and bool(self.host), "connection.host", self.host, "must be a non-empty string")
+        _check(
+            isinstance(self.host, str) and bool(self.host), "connection.host", self.host, "must be a non-empty string"
+        )
         ok_port = isinstance(self.port, int) and not isinstance(self.port, bool) and 1 <= self.port <= 65535
         _check(ok_port, "connection.port", self.port, "must be an integer between 1 and 65535")
         _check(isinstance(self.database, str) and bool(self.database), "connection.database", self.database, "empty")
@@ -177,7 +179,9 @@ class ReplicaConfig:
     """Pool settings for this replica; the primary's when ``None``."""
 
     def __post_init__(self) -> None:
-        _check((self.url is None) != (self.connection is None), "read_write.replicas", self.name, "give url or connection")
+        _check(
+            (self.url is None) != (self.connection is None), "read_write.replicas", self.name, "give url or connection"
+        )
         ok = isinstance(self.weight, int) and not isinstance(self.weight, bool) and self.weight >= 1
         _check(ok, "read_write.replicas.weight", self.weight, "must be an integer >= 1")
         if self.url is not None:
@@ -263,9 +267,20 @@ class HealthConfig:
     """``Retry-After`` sent with a 503 from readiness or a request that found the database unavailable."""
     fail_on_pending_migrations: bool = True
     """Readiness answers 503 while the schema is behind the migration head."""
+    show_details: Literal["always", "never", "authenticated"] | Callable[[Any], bool] = "authenticated"
+    """Who sees detail fields (locations, pool figures, measurements) in ``/health/ready``: ``"authenticated"``
+    shows them when the app's authentication middleware set ``request.user`` (Spring Boot Actuator's
+    ``show-details``), or a predicate receiving the request. Credentials and URLs are never shown."""
+    guards: tuple[Callable[..., Any], ...] = ()
+    """Litestar guards applied to both health routes (e.g. to keep them on an internal network)."""
 
     def __post_init__(self) -> None:
         _check(self.path.startswith("/"), "health.path", self.path, "must start with '/'")
+        details = self.show_details
+        ok = callable(details) or details in ("always", "never", "authenticated")
+        _check(ok, "health.show_details", details, "must be always, never, authenticated or a predicate")
+        object.__setattr__(self, "guards", tuple(self.guards))
+        _check(all(callable(g) for g in self.guards), "health.guards", self.guards, "items must be callables")
         _positive(self.cache_seconds, "health.cache_seconds", allow_zero=True)
         _positive(self.probe_timeout_seconds, "health.probe_timeout_seconds")
         _positive(self.retry_after_seconds, "health.retry_after_seconds")
@@ -291,7 +306,9 @@ def _parse_url(raw: str, field_name: str) -> URL:
     port = url.port
     _check(port is None or 1 <= port <= 65535, field_name, _mask(raw), "port must be between 1 and 65535")
     backend = url.get_backend_name()
-    _check(backend in ("postgresql", "postgres", "sqlite"), field_name, _mask(raw), "scheme must be postgresql or sqlite")
+    _check(
+        backend in ("postgresql", "postgres", "sqlite"), field_name, _mask(raw), "scheme must be postgresql or sqlite"
+    )
     return url
 
 

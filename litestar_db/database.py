@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from contextlib import AbstractAsyncContextManager
-from pathlib import Path
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
-from typing import TypeVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
@@ -34,6 +34,7 @@ from litestar_db.transactions import atomic, run_in_transaction
 
 __all__ = (
     "Database",
+    "EngineTarget",
     "cleanup_database",
     "connection",
     "get_database",
@@ -58,6 +59,33 @@ def _caller() -> str:
     ):
         frame = frame.f_back
     return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineTarget:
+    """One server the database talks to, as health probes, statistics and metrics see it."""
+
+    name: str
+    """``"primary"`` or the replica's name (the ``engine`` label in stats, health and metrics)."""
+    role: Literal["primary", "replica"]
+    """The server's role."""
+    engine: AsyncEngine
+    """The pooled engine requests use (pool figures are read from it)."""
+    probe_engine: AsyncEngine
+    """An unpooled engine to the same server, so a probe never waits behind an exhausted pool."""
+    max_size: int
+    """Configured upper bound of the engine's pool."""
+    state: object | None = None
+    """The routing layer's view of a replica, if any: attributes ``lag_seconds``, ``lag_bytes``, ``ejected``
+    are read when present."""
+
+    @property
+    def location(self) -> str:
+        """``host:port/database`` (PostgreSQL) or the SQLite file name: never the URL, user or password."""
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite":
+            return Path(url.database or ":memory:").name
+        return f"{url.host}:{url.port or 5432}/{url.database}"
 
 
 class Database:
@@ -89,35 +117,70 @@ class Database:
         self._retried += 1
 
     def record_error(self, exc: BaseException, engine: str = "primary") -> None:
-        """Count errors that no engine event sees (pool checkout timeouts)."""
-        if isinstance(exc, PoolTimeoutError) and engine in self._counters:
-            self._counters[engine].checkout_timeouts += 1
+        """Count errors that no engine event sees: checkout timeouts of a pool that does not count them itself
+        (every pooled engine of :func:`~litestar_db.engines.create_engine_for` does)."""
+        counters = self._counters.get(engine)
+        if isinstance(exc, PoolTimeoutError) and counters is not None and not counters.pool_instrumented:
+            counters.checkout_timeouts += 1
 
-    async def get_stats(self) -> DatabaseStats:
-        """Pool and usage figures of every engine.
+    def engine_targets(self) -> list[EngineTarget]:
+        """Every server this database uses, primary first (replicas follow when the read/write split has them).
+
+        Health probes, :meth:`get_stats` and the Prometheus collector iterate this list, so a server listed here
+        is probed, counted and exported without further wiring.
 
         Returns:
-            A :class:`~litestar_db.stats.DatabaseStats` (msgspec Struct; ``msgspec.json.encode`` it for JSON).
+            A list of :class:`EngineTarget`.
         """
-        counters = self._counters["primary"]
-        primary = EngineStats(
-            name="primary",
-            role="primary",
-            backend=self.config.type.value,
-            pool=counters.pool_stats(self.engine, self.config.pool.max_size),
-            queries=counters.queries,
-            errors=counters.errors,
-            slow_queries=counters.slow_queries,
-            slowest=counters.slowest_queries(),
-            commits=counters.commits,
-            rollbacks=counters.rollbacks,
-            routed_reads=counters.routed_reads,
-        )
+        return [EngineTarget("primary", "primary", self.engine, self.probe_engine(), self.config.pool.max_size)]
+
+    def stats_snapshot(self) -> DatabaseStats:
+        """Pool and usage figures of every engine, read synchronously (no I/O; used at Prometheus scrape time).
+
+        Returns:
+            A :class:`~litestar_db.stats.DatabaseStats`.
+        """
+        engines: list[EngineStats] = []
+        for target in self.engine_targets():
+            counters = self._counters.get(target.name)
+            if counters is None:
+                continue
+            state = target.state
+            engines.append(
+                EngineStats(
+                    name=target.name,
+                    role=target.role,
+                    backend=self.config.type.value,
+                    pool=counters.pool_stats(target.engine, target.max_size),
+                    queries=counters.queries,
+                    errors=counters.errors,
+                    slow_queries=counters.slow_queries,
+                    slowest=counters.slowest_queries(),
+                    commits=counters.commits,
+                    rollbacks=counters.rollbacks,
+                    routed_reads=counters.routed_reads,
+                    healthy=not getattr(state, "ejected", False),
+                    ejected_until=getattr(state, "ejected_until", None),
+                    lag_seconds=getattr(state, "lag_seconds", None),
+                    lag_bytes=getattr(state, "lag_bytes", None),
+                )
+            )
         return DatabaseStats(
-            engines=[primary],
+            engines=engines,
             transactions_retried=self._retried,
             checkout_timeouts=sum(c.checkout_timeouts for c in self._counters.values()),
         )
+
+    async def get_stats(self) -> DatabaseStats:
+        """Pool and usage figures of every engine (the users' guide's ``await db.get_stats()``).
+
+        Returns:
+            A :class:`~litestar_db.stats.DatabaseStats` (msgspec Struct; ``msgspec.json.encode`` it for JSON): per
+            engine the pool (size, checked out, idle, overflow, waiting, checkout timeouts, connections created
+            and invalidated), statement counts (queries, errors, slow queries with the slowest normalized
+            statements), transactions committed and rolled back, routed reads; overall the retried units of work.
+        """
+        return self.stats_snapshot()
 
     # -- access ----------------------------------------------------------------------------------------------
     def new_session(self) -> AsyncSession:
@@ -342,4 +405,3 @@ def connection() -> AbstractAsyncContextManager[AsyncConnection]:
 def read_replica() -> AbstractAsyncContextManager[AsyncSession]:
     """``get_database().read_replica()``; see :meth:`Database.read_replica`."""
     return get_database().read_replica()
-

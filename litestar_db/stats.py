@@ -1,8 +1,10 @@
 """Statistics: msgspec Structs returned by :meth:`Database.get_stats` and the counters behind them.
 
-Counters are fed by SQLAlchemy engine and pool events (``connect``, ``invalidate``, ``checkout``,
-``before_cursor_execute``, ``handle_error``, ``commit``, ``rollback``). They are plain integers updated on the
-event loop thread, so reading them is cheap and needs no lock.
+Counters are fed by SQLAlchemy engine and pool events (``connect``, ``invalidate``, ``soft_invalidate``,
+``before_cursor_execute``/``after_cursor_execute``, ``handle_error``, ``commit``, ``rollback``) and, for what no
+event reports (checkouts waiting for a connection, checkouts that timed out), by :class:`InstrumentedQueuePool`,
+the pool class every pooled engine uses. They are plain integers updated on the event loop thread, so reading them
+is cheap and needs no lock.
 """
 
 from __future__ import annotations
@@ -14,11 +16,20 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import Pool, QueuePool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, Pool, QueuePool
 
-__all__ = ("DatabaseStats", "EngineCounters", "EngineStats", "PoolStats", "SlowQuery", "instrument_engine")
+__all__ = (
+    "DatabaseStats",
+    "EngineCounters",
+    "EngineStats",
+    "InstrumentedQueuePool",
+    "PoolStats",
+    "SlowQuery",
+    "instrument_engine",
+)
 
 _LITERALS = re.compile(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b")
 _SPACES = re.compile(r"\s+")
@@ -37,9 +48,9 @@ class PoolStats(msgspec.Struct, frozen=True, kw_only=True):
     checked_in: int
     """Open connections idle in the pool."""
     overflow: int
-    """Connections open above ``size`` right now (negative while the pool is still filling)."""
+    """Connections open above ``size`` right now (0 while the pool is still filling)."""
     waiting: int
-    """Checkouts currently waiting for a connection."""
+    """Checkouts currently waiting for a connection to be returned (HikariCP's ``pending``)."""
     checkout_timeouts: int
     """Checkouts that gave up after ``pool.timeout`` seconds, since start."""
     connections_created: int
@@ -68,7 +79,7 @@ class EngineStats(msgspec.Struct, frozen=True, kw_only=True):
     queries: int
     """Statements executed, since start."""
     errors: int
-    """Statements that raised, since start."""
+    """Driver errors seen by this engine (failed statements and failed connection attempts), since start."""
     slow_queries: int
     """Statements slower than ``slow_query_seconds``, since start."""
     slowest: list[SlowQuery]
@@ -108,6 +119,7 @@ class EngineCounters:
         "connections_created",
         "connections_invalidated",
         "errors",
+        "pool_instrumented",
         "queries",
         "rollbacks",
         "routed_reads",
@@ -129,6 +141,7 @@ class EngineCounters:
         self.checkout_timeouts = 0
         self.waiting = 0
         self.routed_reads = 0
+        self.pool_instrumented = False
         self.slowest: list[tuple[float, str]] = []
 
     def record_slow(self, statement: str, seconds: float) -> None:
@@ -149,7 +162,8 @@ class EngineCounters:
         """
         pool = engine.sync_engine.pool
         if isinstance(pool, QueuePool):
-            size, checked_out, checked_in, overflow = pool.size(), pool.checkedout(), pool.checkedin(), pool.overflow()
+            size, checked_out, checked_in = pool.size(), pool.checkedout(), pool.checkedin()
+            overflow = max(pool.overflow(), 0)  # SQLAlchemy counts from -size while the pool fills
         else:
             size, checked_out, checked_in, overflow = 0, 0, 0, 0
         return PoolStats(
@@ -169,9 +183,50 @@ class EngineCounters:
         return [SlowQuery(statement=s, seconds=round(t, 6)) for t, s in sorted(self.slowest, reverse=True)]
 
 
+class InstrumentedQueuePool(AsyncAdaptedQueuePool):
+    """SQLAlchemy's asyncio queue pool, also counting waiting checkouts and checkout timeouts.
+
+    No pool event fires *before* a checkout, so these two figures come from ``_do_get`` (the method pool classes
+    implement to hand out a connection). A checkout counts as waiting from the moment the pool is at
+    ``max_size`` (every connection lent, no overflow left) until it gets a connection or gives up after
+    ``pool.timeout`` seconds (HikariCP's ``pendingThreads`` and ``connectionTimeout`` count). Outside that case a
+    checkout never suspends, so the figure is exact for any observer on the event loop.
+    """
+
+    counters: EngineCounters | None = None
+    """Where the figures go; set by :func:`instrument_engine` and carried over by :meth:`recreate`."""
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        counters = self.counters
+        if counters is None or not (-1 < self._max_overflow <= self._overflow):
+            return super()._do_get()
+        counters.waiting += 1
+        try:
+            return super()._do_get()
+        except sa_exc.TimeoutError:
+            counters.checkout_timeouts += 1
+            raise
+        finally:
+            counters.waiting -= 1
+
+    def recreate(self) -> QueuePool:
+        """A fresh pool with the same settings (``engine.dispose()``), still feeding the same counters.
+
+        Returns:
+            The new pool.
+        """
+        new = super().recreate()
+        if isinstance(new, InstrumentedQueuePool):
+            new.counters = self.counters
+        return new
+
+
 def instrument_engine(engine: AsyncEngine, counters: EngineCounters) -> None:
     """Attach the event listeners that feed ``counters`` to ``engine`` and its pool."""
     sync_engine = engine.sync_engine
+    if isinstance(sync_engine.pool, InstrumentedQueuePool):
+        sync_engine.pool.counters = counters
+        counters.pool_instrumented = True
 
     def on_connect(dbapi_conn: Any, record: Any) -> None:
         counters.connections_created += 1
@@ -191,7 +246,8 @@ def instrument_engine(engine: AsyncEngine, counters: EngineCounters) -> None:
                 counters.record_slow(statement, elapsed)
 
     def on_error(context: ExceptionContext) -> None:
-        counters.queries += 1
+        if context.statement is not None:
+            counters.queries += 1
         counters.errors += 1
 
     def on_commit(conn: Connection) -> None:

@@ -17,6 +17,7 @@ from litestar.cli._utils import LitestarGroup
 
 from litestar_db.config import DatabaseConfig
 from litestar_db.engines import create_engine_for
+from litestar_db.litestar.cli_stats import stats_command
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -60,3 +61,4 @@ def database_group(ctx: click.Context) -> None:
 
 
 add_migration_commands(database_group)
+database_group.add_command(stats_command)
