@@ -193,6 +193,8 @@ class InstrumentedQueuePool(AsyncAdaptedQueuePool):
     checkout never suspends, so the figure is exact for any observer on the event loop.
     """
 
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.InstrumentedQueuePool"  # log under sqlalchemy.* like its base
+
     counters: EngineCounters | None = None
     """Where the figures go; set by :func:`instrument_engine` and carried over by :meth:`recreate`."""
 

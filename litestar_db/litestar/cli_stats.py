@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 from advanced_alchemy.utils.cli_tools import click
+from click import get_current_context
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
@@ -83,9 +84,9 @@ def _table(report: HealthResponse, stats: DatabaseStats) -> Table:
 
 @click.command(name="stats")
 @click.option("--json", "as_json", is_flag=True, default=False, help="Print JSON instead of a table.")
-@click.pass_context
-def stats_command(ctx: click.Context, as_json: bool) -> None:
+def stats_command(as_json: bool) -> None:
     """Probe every engine and print health, pool and usage figures."""
+    ctx = get_current_context()
     config: DatabaseConfig = ctx.obj["database_config"]
     report, stats = asyncio.run(collect_stats(config))
     if as_json:
