@@ -37,12 +37,15 @@ from litestar_db.errors import (
     NotFoundError,
     ReadOnlyError,
 )
+from litestar_db.session import AsyncSession
 from litestar_db.stats import DatabaseStats
+from litestar_db.transactions import run_in_transaction, transactional
 
 if TYPE_CHECKING:
     from litestar_db.litestar.plugin import DatabasePlugin
 
 __all__ = (
+    "AsyncSession",
     "ConfigurationError",
     "ConflictError",
     "ConnectionConfig",
@@ -67,8 +70,10 @@ __all__ = (
     "get_database",
     "initialize_database",
     "read_replica",
+    "run_in_transaction",
     "session",
     "transaction",
+    "transactional",
 )
 
 

@@ -210,9 +210,9 @@ class ReadWriteConfig:
     """Read from the primary when no replica is healthy (else raise ``DatabaseUnavailableError``)."""
     monitor_interval_seconds: float = 2.0
     """Seconds between lag/health probes of each replica."""
-    token_transport: Literal["cookie", "header"] = "cookie"
+    token_transport: Literal["cookie", "header"] = "cookie"  # noqa: S105
     """How the read-your-writes token travels to the client."""
-    token_name: str = "litestar-db-lsn"
+    token_name: str = "litestar-db-lsn"  # noqa: S105
     """Cookie or header name of the read-your-writes token."""
     token_secret: str | None = field(default=None, repr=False)
     """HMAC key signing the token; random per process when ``None`` (set it when running several instances)."""
@@ -315,7 +315,7 @@ def _parse_url(raw: str, field_name: str) -> URL:
 def _mask(raw: str) -> str:
     try:
         return make_url(raw).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - unparseable URL: show nothing that may hold a secret
+    except Exception:  # unparseable: show nothing that may hold a secret
         return "<unparseable URL>"
 
 
@@ -365,9 +365,10 @@ class DatabaseConfig:
                 raise ConfigurationError("type", self.type, "must be postgresql or sqlite") from None
         if self.url is not None:
             url = _parse_url(self.url, "url")
+            pgbouncer = str(url.query.get("pgbouncer", "")).lower()
             inferred = DatabaseType.SQLITE if url.get_backend_name() == "sqlite" else DatabaseType.POSTGRESQL
             object.__setattr__(self, "type", inferred)
-            if url.query.get("pgbouncer", "").lower() in ("1", "true", "yes", "on"):
+            if pgbouncer in ("1", "true", "yes", "on"):
                 object.__setattr__(self, "connection", replace(self.connection, pgbouncer=True))
         _positive(self.statement_timeout, "statement_timeout", optional=True)
         _positive(self.slow_query_seconds, "slow_query_seconds", allow_zero=True)

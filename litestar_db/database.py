@@ -16,19 +16,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
+from sqlalchemy.sql import Executable
 
 from litestar_db.config import DatabaseConfig
 from litestar_db.engines import create_engine_for
 from litestar_db.errors import PoolTimeoutError, translate_error
+from litestar_db.session import AsyncSession
 from litestar_db.stats import DatabaseStats, EngineCounters, EngineStats, instrument_engine
 from litestar_db.transactions import atomic, run_in_transaction
 
@@ -103,13 +105,24 @@ class Database:
         """The primary's engine (one pool shared by every session, the DI ``db_engine`` and migrations)."""
         self._counters: dict[str, EngineCounters] = {"primary": EngineCounters(config.slow_query_seconds)}
         instrument_engine(self.engine, self._counters["primary"])
-        self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
-            self.engine, expire_on_commit=False, close_resets_only=False
-        )
-        """Factory of primary sessions; ``expire_on_commit=False`` so objects stay readable after commit."""
+        self.sessionmaker: async_sessionmaker[AsyncSession] = self.make_sessionmaker(self.engine)
+        """Factory of primary sessions (see :meth:`make_sessionmaker`)."""
         self._retried = 0
         self._probe_engine: AsyncEngine | None = None
         self._closed = False
+
+    @staticmethod
+    def make_sessionmaker(bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+        """A session factory with litestar_db's rules.
+
+        ``expire_on_commit=False`` keeps objects readable after commit (no implicit IO while a response is
+        serialised); ``close_resets_only=False`` makes a closed session unusable instead of silently reopening it
+        (which would check out a connection nobody returns); the session class guards against concurrent use.
+
+        Returns:
+            An :class:`~sqlalchemy.ext.asyncio.async_sessionmaker` of :class:`litestar_db.session.AsyncSession`.
+        """
+        return async_sessionmaker(bind, class_=AsyncSession, expire_on_commit=False, close_resets_only=False)
 
     # -- statistics ------------------------------------------------------------------------------------------
     def counters_retried(self) -> None:
@@ -292,6 +305,35 @@ class Database:
                 await sess.connection(execution_options={"postgresql_readonly": True})
             yield sess
 
+    async def fetch_all(self, statement: Executable, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run a read and return every row as a plain ``dict`` (buffered; safe after the connection is released).
+
+        Returns:
+            One ``dict`` per row, keyed by column label.
+        """
+        async with self.read_replica() as sess:
+            result = await sess.execute(statement, params)
+            return [dict(row) for row in result.mappings()]
+
+    async def fetch_one(self, statement: Executable, params: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """Run a read and return the first row as a ``dict``, or ``None`` when there is none.
+
+        Returns:
+            The first row, or ``None``.
+        """
+        async with self.read_replica() as sess:
+            row = (await sess.execute(statement, params)).mappings().first()
+            return dict(row) if row is not None else None
+
+    async def scalar(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Any:
+        """Run a read and return the first column of the first row (``None`` when there is no row).
+
+        Returns:
+            A plain Python value.
+        """
+        async with self.read_replica() as sess:
+            return (await sess.execute(statement, params)).scalar()
+
     async def run_in_transaction(
         self, fn: Callable[[AsyncSession], Awaitable[_T]], *, retries: int = 3, isolation_level: str | None = None
     ) -> _T:
@@ -312,15 +354,17 @@ class Database:
             self._probe_engine = create_engine_for(cfg, cfg.sqlalchemy_url(), cfg.pool, null_pool=True)
         return self._probe_engine
 
-    async def health_check(self, timeout: float | None = None) -> bool:
-        """Whether the primary answers ``SELECT 1`` within ``timeout`` seconds (default ``health.probe_timeout``).
+    async def health_check(self, probe_timeout: float | None = None) -> bool:
+        """Whether the primary answers ``SELECT 1`` within ``probe_timeout`` seconds.
+
+        ``probe_timeout`` defaults to ``health.probe_timeout_seconds``.
 
         Uses a dedicated unpooled connection, so it answers even when the request pool is exhausted.
 
         Returns:
             ``True`` when the primary answered; never raises for database errors.
         """
-        limit = self.config.health.probe_timeout_seconds if timeout is None else timeout
+        limit = self.config.health.probe_timeout_seconds if probe_timeout is None else probe_timeout
         try:
             async with asyncio.timeout(limit):
                 async with self.probe_engine().connect() as conn:

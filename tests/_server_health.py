@@ -1,58 +1,28 @@
-"""Test helpers for the health/stats/metrics tests: a real uvicorn server and a throwaway PostgreSQL cluster.
+"""Test helpers for the health/stats/metrics tests (the real server is :mod:`tests.server`).
 
-* :func:`serve` runs an ASGI app with ``uvicorn.Server`` as a task on the test's event loop, on a free port, so
-  requests really run concurrently (Litestar's ``AsyncTestClient`` serialises them).
-* :class:`ThrowawayPostgres` is a PostgreSQL 15 cluster in a temp dir on a free port, run as the ``postgres`` OS
-  user, that a test may stop and start (the shared server on 5432 is never touched).
+:class:`ThrowawayPostgres` is a PostgreSQL 15 cluster in a temp dir on a free port, run as the ``postgres`` OS
+user, that a test may stop and start (the shared server on 5432 is never touched).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
-from typing import Any
 
-import uvicorn
+from tests.server import free_port
 
-__all__ = ("PG_BIN", "ThrowawayPostgres", "closed_port", "free_port", "serve")
+__all__ = ("PG_BIN", "ThrowawayPostgres", "closed_port")
 
 PG_BIN = Path(os.environ.get("LITESTAR_DB_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-closed_port = free_port
-
-
-@asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """Serve ``app`` on 127.0.0.1:<free port> for the block; yields the base URL."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", backlog=2048)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("uvicorn stopped before it started")
-            await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
+def closed_port() -> int:
+    """A loopback TCP port nobody listens on (a database that is down)."""
+    return free_port()
 
 
 def _as_postgres(*args: str) -> None:

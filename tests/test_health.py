@@ -24,8 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from litestar_db import ConfigurationError, DatabaseConfig, HealthConfig, PoolConfig
 from litestar_db.litestar.plugin import DatabasePlugin
-from tests._server_health import ThrowawayPostgres, closed_port, serve
+from tests._server_health import ThrowawayPostgres, closed_port
 from tests.conftest import pg_execute
+from tests.server import serve
 
 PASSWORD = "pw-s3cret-9f2"
 

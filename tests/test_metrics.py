@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from litestar_db import Database, DatabaseConfig, PoolConfig
 from litestar_db.litestar.plugin import DatabasePlugin
 from litestar_db.metrics import DatabaseCollector, register_collector
-from tests._server_health import serve
+from tests.server import serve
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

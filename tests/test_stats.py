@@ -122,17 +122,8 @@ async def test_slow_queries_are_counted_and_normalized(pg_url: str) -> None:
         await db.dispose()
 
 
-async def test_statement_errors_and_transaction_outcomes_sqlite(sqlite_url: str) -> None:
-    await check_errors_and_outcomes(sqlite_url)
-
-
-@pytest.mark.postgres
-async def test_statement_errors_and_transaction_outcomes_postgres(pg_url: str) -> None:
-    await check_errors_and_outcomes(pg_url)
-
-
-async def check_errors_and_outcomes(url: str) -> None:
-    db = Database(DatabaseConfig(url=url))
+async def test_statement_errors_and_transaction_outcomes(db_url: str) -> None:
+    db = Database(DatabaseConfig(url=db_url))
     try:
         async with db.transaction() as session:
             await session.execute(text("SELECT 1"))

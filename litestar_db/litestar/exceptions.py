@@ -8,13 +8,16 @@ classes (or for a status code) wins, because the plugin only fills in keys the a
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from advanced_alchemy.exceptions import AdvancedAlchemyError
 from litestar import MediaType, Request, Response
 from sqlalchemy.exc import MissingGreenlet, SQLAlchemyError
 
 from litestar_db.errors import DatabaseError, translate_error
+
+if TYPE_CHECKING:
+    from litestar_db.litestar.plugin import DatabasePlugin
 
 __all__ = ("database_exception_handler", "exception_handlers")
 
@@ -37,7 +40,8 @@ def database_exception_handler(request: Request[Any, Any, Any], exc: Exception) 
     Returns:
         The error response.
     """
-    retry_after = _retry_after(request)
+    plugin = _plugin(request)
+    retry_after = plugin.config.health.retry_after_seconds if plugin else 5
     if isinstance(exc, MissingGreenlet):
         err: DatabaseError | None = DatabaseError(
             "Lazy loading outside the session: load the relationship eagerly (selectinload/joinedload) "
@@ -47,19 +51,21 @@ def database_exception_handler(request: Request[Any, Any, Any], exc: Exception) 
         err = translate_error(exc, retry_after=retry_after)
     if err is None:
         err = DatabaseError()
+    if plugin is not None:
+        plugin.record_error(err)
     if err.status_code >= 500:
         logger.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
     headers = {"Retry-After": str(err.retry_after)} if err.retry_after is not None else None
     return Response(_body(err), status_code=err.status_code, headers=headers, media_type=MediaType.JSON)
 
 
-def _retry_after(request: Request[Any, Any, Any]) -> int:
+def _plugin(request: Request[Any, Any, Any]) -> DatabasePlugin | None:
     from litestar_db.litestar.plugin import DatabasePlugin
 
     try:
-        return request.app.plugins.get(DatabasePlugin).config.health.retry_after_seconds
+        return request.app.plugins.get(DatabasePlugin)
     except KeyError:  # pragma: no cover - handler used without the plugin
-        return 5
+        return None
 
 
 def exception_handlers() -> dict[type[Exception], Any]:
@@ -68,4 +74,6 @@ def exception_handlers() -> dict[type[Exception], Any]:
     Returns:
         ``{DatabaseError: …, SQLAlchemyError: …, AdvancedAlchemyError: …, ConnectionError: …}``.
     """
-    return dict.fromkeys((DatabaseError, AdvancedAlchemyError, SQLAlchemyError, ConnectionError), database_exception_handler)
+    return dict.fromkeys(
+        (DatabaseError, AdvancedAlchemyError, SQLAlchemyError, ConnectionError), database_exception_handler
+    )

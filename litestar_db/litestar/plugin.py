@@ -83,6 +83,12 @@ class DatabasePlugin(InitPlugin, CLIPlugin):
     def _get_health(self) -> HealthChecker:
         return self.health
 
+    def record_error(self, err: BaseException) -> None:
+        """Count an error in the running database's stats (no-op when the app is not running)."""
+        db = self._provider.bound
+        if db is not None:
+            db.record_error(err)
+
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Register lifespan, dependencies, middleware, exception handlers and signature namespace.
 

@@ -26,10 +26,11 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from litestar.utils.scope.state import ScopeState
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from litestar_db.config import RequestConfig
 from litestar_db.database import Database
+from litestar_db.session import AsyncSession
 from litestar_db.transactions import commit
 
 __all__ = (
@@ -75,6 +76,11 @@ class RequestSessionProvider:
         self._makers.clear()
 
     @property
+    def bound(self) -> Database | None:
+        """The started database, or ``None`` outside the app's lifespan."""
+        return self._database
+
+    @property
     def database(self) -> Database:
         """The started database.
 
@@ -93,7 +99,7 @@ class RequestSessionProvider:
         maker = self._makers.get(isolation_level)
         if maker is None:
             bind = db.engine.execution_options(isolation_level=isolation_level.upper())
-            maker = db.sessionmaker.__class__(bind, expire_on_commit=False, close_resets_only=False)
+            maker = db.make_sessionmaker(bind)
             self._makers[isolation_level] = maker
         return maker
 
