@@ -19,24 +19,22 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from sqlalchemy.sql import Executable
 
-from litestar_db.config import DatabaseConfig
+from litestar_db.config import DatabaseConfig, ReplicaConfig
 from litestar_db.engines import create_engine_for
 from litestar_db.errors import PoolTimeoutError, translate_error
 from litestar_db.session import AsyncSession
-from litestar_db.stats import DatabaseStats, EngineCounters, EngineStats, instrument_engine
+from litestar_db.stats import DatabaseStats, EngineCounters, EngineStats, EngineTarget, instrument_engine
 from litestar_db.transactions import atomic, run_in_transaction
 
 __all__ = (
     "Database",
-    "EngineTarget",
     "cleanup_database",
     "connection",
     "get_database",
@@ -63,33 +61,6 @@ def _caller() -> str:
     return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
 
-@dataclass(frozen=True, slots=True)
-class EngineTarget:
-    """One server the database talks to, as health probes, statistics and metrics see it."""
-
-    name: str
-    """``"primary"`` or the replica's name (the ``engine`` label in stats, health and metrics)."""
-    role: Literal["primary", "replica"]
-    """The server's role."""
-    engine: AsyncEngine
-    """The pooled engine requests use (pool figures are read from it)."""
-    probe_engine: AsyncEngine
-    """An unpooled engine to the same server, so a probe never waits behind an exhausted pool."""
-    max_size: int
-    """Configured upper bound of the engine's pool."""
-    state: object | None = None
-    """The routing layer's view of a replica, if any: attributes ``lag_seconds``, ``lag_bytes``, ``ejected``
-    are read when present."""
-
-    @property
-    def location(self) -> str:
-        """``host:port/database`` (PostgreSQL) or the SQLite file name: never the URL, user or password."""
-        url = self.engine.url
-        if url.get_backend_name() == "sqlite":
-            return Path(url.database or ":memory:").name
-        return f"{url.host}:{url.port or 5432}/{url.database}"
-
-
 class Database:
     """Owns the primary engine (and replica engines), the session maker and the statistics.
 
@@ -109,6 +80,7 @@ class Database:
         """Factory of primary sessions (see :meth:`make_sessionmaker`)."""
         self._retried = 0
         self._probe_engine: AsyncEngine | None = None
+        self._replica_probe_engines: dict[str, AsyncEngine] = {}
         self._closed = False
 
     @staticmethod
@@ -145,7 +117,24 @@ class Database:
         Returns:
             A list of :class:`EngineTarget`.
         """
-        return [EngineTarget("primary", "primary", self.engine, self.probe_engine(), self.config.pool.max_size)]
+        targets = [EngineTarget("primary", "primary", self.engine, self.probe_engine(), self.config.pool.max_size)]
+        replica_set = getattr(getattr(self, "router", None), "replica_set", None)  # the read/write split, if on
+        for state in getattr(replica_set, "replicas", ()):
+            replica = self._replica_configs().get(state.name)
+            if replica is None:
+                continue
+            pool = replica.pool or self.config.pool
+            probe = self._replica_probe_engines.get(state.name)
+            if probe is None:
+                url = self.config.replica_url(replica)
+                probe = create_engine_for(self.config, url, pool, null_pool=True)
+                self._replica_probe_engines[state.name] = probe
+            targets.append(EngineTarget(state.name, "replica", state.engine, probe, pool.max_size, state))
+        return targets
+
+    def _replica_configs(self) -> dict[str, ReplicaConfig]:
+        replicas = self.config.read_write.replicas
+        return {r.name or f"replica{i}": r for i, r in enumerate(replicas, start=1)}
 
     def stats_snapshot(self) -> DatabaseStats:
         """Pool and usage figures of every engine, read synchronously (no I/O; used at Prometheus scrape time).
@@ -155,10 +144,9 @@ class Database:
         """
         engines: list[EngineStats] = []
         for target in self.engine_targets():
-            counters = self._counters.get(target.name)
-            if counters is None:
+            counters = self._counters.get(target.name) or getattr(target.state, "counters", None)
+            if not isinstance(counters, EngineCounters):
                 continue
-            state = target.state
             engines.append(
                 EngineStats(
                     name=target.name,
@@ -172,10 +160,10 @@ class Database:
                     commits=counters.commits,
                     rollbacks=counters.rollbacks,
                     routed_reads=counters.routed_reads,
-                    healthy=not getattr(state, "ejected", False),
-                    ejected_until=getattr(state, "ejected_until", None),
-                    lag_seconds=getattr(state, "lag_seconds", None),
-                    lag_bytes=getattr(state, "lag_bytes", None),
+                    healthy=not target.ejected,
+                    ejected_until=target.ejected_until,
+                    lag_seconds=target.lag_seconds,
+                    lag_bytes=target.lag_bytes,
                 )
             )
         return DatabaseStats(
@@ -381,6 +369,7 @@ class Database:
             return
         self._closed = True
         engines = [self.engine, *([self._probe_engine] if self._probe_engine else [])]
+        engines += self._replica_probe_engines.values()
         await asyncio.gather(*(e.dispose() for e in engines), return_exceptions=True)
 
 

@@ -38,7 +38,8 @@ from litestar_db.stats import PoolStats
 
 if TYPE_CHECKING:
     from litestar_db.config import HealthConfig
-    from litestar_db.database import Database, EngineTarget
+    from litestar_db.database import Database
+    from litestar_db.stats import EngineTarget
 
 __all__ = ("HealthCheck", "HealthChecker", "HealthResponse", "HealthStatus", "ProbeResult")
 
@@ -362,14 +363,11 @@ class HealthChecker:
         return checks
 
     def _lag_check(self, target: EngineTarget, probe: ProbeResult, primary_lsn: int | None) -> HealthCheck:
-        state = target.state
-        lag_s = getattr(state, "lag_seconds", None)
-        lag_b = getattr(state, "lag_bytes", None)
+        lag_s, lag_b, ejected = target.lag_seconds, target.lag_bytes, target.ejected
         if lag_s is None:
             lag_s = probe.lag_seconds
         if lag_b is None and primary_lsn is not None and probe.wal_lsn is not None and probe.in_recovery:
             lag_b = max(primary_lsn - probe.wal_lsn, 0)
-        ejected = bool(getattr(state, "ejected", False))
         rw = self._database.config.read_write
         reasons = []
         if ejected:

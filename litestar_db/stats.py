@@ -12,7 +12,9 @@ from __future__ import annotations
 import heapq
 import re
 import time
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import msgspec
 from sqlalchemy import event
@@ -25,6 +27,7 @@ __all__ = (
     "DatabaseStats",
     "EngineCounters",
     "EngineStats",
+    "EngineTarget",
     "InstrumentedQueuePool",
     "PoolStats",
     "SlowQuery",
@@ -108,6 +111,61 @@ class DatabaseStats(msgspec.Struct, frozen=True, kw_only=True):
     """Unit-of-work attempts re-run after a serialization failure, deadlock or lost connection."""
     checkout_timeouts: int
     """Requests/blocks that could not get a connection within ``pool.timeout`` (all engines)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineTarget:
+    """One server the database talks to, as health probes, statistics and metrics see it."""
+
+    name: str
+    """``"primary"`` or the replica's name (the ``engine`` label in stats, health and metrics)."""
+    role: Literal["primary", "replica"]
+    """The server's role."""
+    engine: AsyncEngine
+    """The pooled engine requests use (pool figures are read from it)."""
+    probe_engine: AsyncEngine
+    """An unpooled engine to the same server, so a probe never waits behind an exhausted pool."""
+    max_size: int
+    """Configured upper bound of the engine's pool."""
+    state: object | None = None
+    """The routing layer's view of a replica, if any (its ``lag_seconds``, ``lag_bytes``, ``ejected_until``,
+    ``healthy`` and ``counters`` attributes are read when present)."""
+
+    @property
+    def ejected(self) -> bool:
+        """Whether the routing layer has taken this replica out of rotation (ejected or failed its last probe)."""
+        state = self.state
+        if state is None:
+            return False
+        flag = getattr(state, "ejected", None)
+        if isinstance(flag, bool):
+            return flag
+        until = getattr(state, "ejected_until", None) or 0.0
+        return until > time.monotonic() or getattr(state, "healthy", True) is False
+
+    @property
+    def ejected_until(self) -> float | None:
+        """``time.monotonic()`` value until which the replica is out of rotation, when ejected."""
+        until = getattr(self.state, "ejected_until", None)
+        return until if isinstance(until, float) and until > time.monotonic() else None
+
+    @property
+    def lag_seconds(self) -> float | None:
+        """Replay lag in seconds measured by the routing layer."""
+        return getattr(self.state, "lag_seconds", None)
+
+    @property
+    def lag_bytes(self) -> int | None:
+        """Replay lag in bytes of WAL measured by the routing layer."""
+        return getattr(self.state, "lag_bytes", None)
+
+    @property
+    def location(self) -> str:
+        """``host:port/database`` (PostgreSQL) or the SQLite file name: never the URL, user or password."""
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite":
+            return Path(url.database or ":memory:").name
+        return f"{url.host}:{url.port or 5432}/{url.database}"
 
 
 class EngineCounters:
