@@ -30,18 +30,30 @@ def _as_postgres(*args: str) -> None:
 
 
 class ThrowawayPostgres:
-    """A private PostgreSQL cluster (trust auth, ``pg_stat_statements`` preloaded) that tests may stop and start."""
+    """A private PostgreSQL cluster (trust auth, ``pg_stat_statements`` preloaded) that tests may stop and start.
 
-    def __init__(self) -> None:
+    Args:
+        primary: Make this cluster a streaming standby of ``primary`` (``pg_basebackup -R``) instead of running
+            ``initdb``.
+    """
+
+    def __init__(self, primary: ThrowawayPostgres | None = None) -> None:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="ltdb-health-"))
         self.data = self.dir / "data"
         shutil.chown(self.dir, "postgres", "postgres")
-        _as_postgres(str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        if primary is None:
+            _as_postgres(str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write("host replication all 127.0.0.1/32 trust\n")
+        else:
+            basebackup = [str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres"]
+            _as_postgres(*basebackup, "-D", str(self.data), "-R", "-X", "stream", "--no-sync")
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(
                 f"port = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.dir}'\n"
                 "shared_preload_libraries = 'pg_stat_statements'\nfsync = off\nmax_connections = 40\n"
+                "wal_level = replica\nmax_wal_senders = 4\nhot_standby = on\n"
             )
         self.start()
 
