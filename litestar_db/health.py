@@ -9,8 +9,9 @@
   pool is exhausted (every connection lent and checkouts waiting);
 * ``<replica>:replicationLag`` - replay lag in seconds (and bytes of WAL), ``warn`` beyond
   ``read_write.max_lag_seconds``/``max_lag_bytes`` or while the routing layer has ejected the replica;
-* ``migrations:pending`` - when the database exposes ``migrations.status()``: ``fail`` while revisions are pending
-  and ``health.fail_on_pending_migrations`` is set.
+* ``migrations:pending`` - when the app has a migrations directory (``migrations.script_location``) and the database
+  exposes ``migrations.status()``: ``fail`` while revisions are pending and ``health.fail_on_pending_migrations``
+  is set (a new release is not ready before its schema is).
 
 The overall status is ``fail`` when the primary does not answer (or answers as a standby) or migrations are pending;
 trouble on a replica or an exhausted pool is ``warn`` (Kubernetes keeps routing traffic; reads fall back to the
@@ -24,11 +25,13 @@ so it answers while the request pool is exhausted. No output ever carries a URL,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -85,9 +88,9 @@ class HealthCheck(msgspec.Struct, kw_only=True, omit_defaults=True, rename="came
     ejected: bool | None = None
     """Whether the routing layer has taken the replica out of rotation."""
     current: str | None = None
-    """Migration revision the database is at (detail)."""
+    """Migration revision(s) the database is at, comma-separated (detail)."""
     head: str | None = None
-    """Newest migration revision of the code (detail)."""
+    """Head revision(s) of the migrations directory, comma-separated (detail)."""
     pending: int | None = None
     """Migrations not applied yet."""
 
@@ -206,10 +209,19 @@ async def probe_target(target: EngineTarget, limit: float) -> ProbeResult:
     )
 
 
-def _field(result: object, name: str) -> Any:
-    if isinstance(result, Mapping):
-        return result.get(name)
-    return getattr(result, name, None)
+def _field(result: object, *names: str) -> Any:
+    for name in names:
+        value = result.get(name) if isinstance(result, Mapping) else getattr(result, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _revisions(value: Any) -> str | None:
+    """A revision id, or several joined by ``", "`` (Alembic branches); ``None`` for none (an empty database)."""
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) or None
+    return None if value is None else str(value)
 
 
 class HealthChecker:
@@ -258,8 +270,17 @@ class HealthChecker:
         # shield: a caller that goes away (client disconnect) must not cancel the probe others are waiting for
         return await asyncio.shield(self._inflight)
 
+    async def aclose(self) -> None:
+        """Cancel a probe still in flight (call before disposing the database)."""
+        future, self._inflight = self._inflight, None
+        if future is not None and not future.done():
+            future.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await future
+
     def _store(self, future: asyncio.Future[_Snapshot]) -> None:
-        self._inflight = None
+        if self._inflight is future:
+            self._inflight = None
         if not future.cancelled() and future.exception() is None:
             self._cached = future.result()
             self._expires = time.monotonic() + self._config.cache_seconds
@@ -274,6 +295,10 @@ class HealthChecker:
         return _Snapshot(probes=probes, migrations=results[-1])  # type: ignore[arg-type]
 
     async def _migrations(self, limit: float) -> HealthCheck | None:
+        """``migrations.status()`` of the database when it has one and the app has a migrations directory."""
+        script_location = Path(self._database.config.migrations.script_location)
+        if not (script_location / "env.py").is_file():  # this app does not use migrations
+            return None
         status_fn = getattr(getattr(self._database, "migrations", None), "status", None)
         if not callable(status_fn):
             return None
@@ -294,7 +319,7 @@ class HealthChecker:
         if count:
             status = "fail" if self._config.fail_on_pending_migrations else "warn"
             output = f"{count} migration(s) pending"
-        current, head = _field(result, "current"), _field(result, "head")
+        current, head = _revisions(_field(result, "current")), _revisions(_field(result, "head", "heads"))
         return HealthCheck(
             status=status,
             component_id="migrations",
@@ -303,8 +328,8 @@ class HealthChecker:
             output=output,
             observed_value=count,
             observed_unit="revisions",
-            current=None if current is None else str(current),
-            head=None if head is None else str(head),
+            current=current,
+            head=head,
             pending=count,
         )
 

@@ -134,7 +134,9 @@ class DatabasePlugin(InitPlugin, CLIPlugin):
             if _registry.get(self.alias) is db:
                 del _registry[self.alias]
             self._provider.bind(None)
-            self._health = None
+            health, self._health = self._health, None
+            if health is not None:
+                await health.aclose()
             await db.dispose()
 
     def on_cli_init(self, cli: Group) -> None:
