@@ -32,7 +32,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 from sqlalchemy import text
@@ -66,33 +66,38 @@ _RANK: dict[str, int] = {"pass": 0, "warn": 1, "fail": 2}
 class HealthCheck(msgspec.Struct, kw_only=True, omit_defaults=True, rename="camel"):
     """One measurement of one component (an entry of ``checks`` in the IETF draft)."""
 
-    status: HealthStatus
-    component_id: str
-    """The engine name (``"primary"``, a replica's name) or ``"migrations"``."""
-    component_type: str
-    """``"datastore"`` for servers, ``"component"`` for the migration state."""
-    time: str
-    """When the measurement was taken (ISO 8601, UTC)."""
-    output: str | None = None
-    """Why the status is not ``pass``; never contains a host, URL or credential."""
-    observed_value: float | None = None
-    """The measurement (detail)."""
-    observed_unit: str | None = None
-    """Its unit: ``"ms"``, ``"s"``, ``"connections"``, ``"revisions"`` (detail)."""
-    location: str | None = None
-    """``host:port/database`` of the server (detail; never the URL or the user)."""
-    pool: PoolStats | None = None
-    """Request-pool figures (detail)."""
-    lag_bytes: int | None = None
-    """Replica replay lag in bytes of WAL behind the primary (detail)."""
-    ejected: bool | None = None
-    """Whether the routing layer has taken the replica out of rotation."""
-    current: str | None = None
-    """Migration revision(s) the database is at, comma-separated (detail)."""
-    head: str | None = None
-    """Head revision(s) of the migrations directory, comma-separated (detail)."""
-    pending: int | None = None
-    """Migrations not applied yet."""
+    status: Annotated[HealthStatus, msgspec.Meta(description="pass, warn or fail")]
+    component_id: Annotated[
+        str, msgspec.Meta(description="The engine name ('primary', a replica's name) or 'migrations'.")
+    ]
+    component_type: Annotated[
+        str, msgspec.Meta(description="'datastore' for servers, 'component' for the migration state.")
+    ]
+    time: Annotated[str, msgspec.Meta(description="When the measurement was taken (ISO 8601, UTC).")]
+    output: Annotated[
+        str | None, msgspec.Meta(description="Why the status is not pass; never contains a host, URL or credential.")
+    ] = None
+    observed_value: Annotated[float | None, msgspec.Meta(description="The measurement (detail).")] = None
+    observed_unit: Annotated[
+        str | None, msgspec.Meta(description="Its unit: 'ms', 's', 'connections', 'revisions' (detail).")
+    ] = None
+    location: Annotated[
+        str | None, msgspec.Meta(description="host:port/database of the server (detail; never the URL or the user).")
+    ] = None
+    pool: Annotated[PoolStats | None, msgspec.Meta(description="Request-pool figures (detail).")] = None
+    lag_bytes: Annotated[
+        int | None, msgspec.Meta(description="Replica replay lag in bytes of WAL behind the primary (detail).")
+    ] = None
+    ejected: Annotated[
+        bool | None, msgspec.Meta(description="Whether the routing layer has taken the replica out of rotation.")
+    ] = None
+    current: Annotated[
+        str | None, msgspec.Meta(description="Migration revision(s) the database is at, comma-separated (detail).")
+    ] = None
+    head: Annotated[
+        str | None, msgspec.Meta(description="Head revision(s) of the migrations directory, comma-separated (detail).")
+    ] = None
+    pending: Annotated[int | None, msgspec.Meta(description="Migrations not applied yet.")] = None
 
     def public(self) -> HealthCheck:
         """The same check without detail fields (what anonymous callers see).
@@ -114,13 +119,12 @@ class HealthCheck(msgspec.Struct, kw_only=True, omit_defaults=True, rename="came
 class HealthResponse(msgspec.Struct, kw_only=True, omit_defaults=True, rename="camel"):
     """A health response (IETF draft "Health Check Response Format for HTTP APIs", ``application/health+json``)."""
 
-    status: HealthStatus
-    """``pass`` and ``warn`` are served with HTTP 200, ``fail`` with 503."""
-    description: str | None = None
-    output: str | None = None
-    """Why the status is ``fail``."""
-    checks: dict[str, list[HealthCheck]] = msgspec.field(default_factory=dict)
-    """Measurements keyed ``"<component>:<measurement>"``."""
+    status: Annotated[HealthStatus, msgspec.Meta(description="pass and warn are served with HTTP 200, fail with 503.")]
+    description: Annotated[str | None, msgspec.Meta(description="What is checked")] = None
+    output: Annotated[str | None, msgspec.Meta(description="Why the status is fail.")] = None
+    checks: Annotated[
+        dict[str, list[HealthCheck]], msgspec.Meta(description="Measurements keyed '<component>:<measurement>'.")
+    ] = msgspec.field(default_factory=dict)
 
     def public(self) -> HealthResponse:
         """The response without detail fields.
@@ -288,11 +292,10 @@ class HealthChecker:
     async def _probe_all(self) -> _Snapshot:
         targets = self._database.engine_targets()
         timeout = self._config.probe_timeout_seconds
-        results = await asyncio.gather(
-            *(probe_target(t, timeout) for t in targets), self._migrations(timeout), return_exceptions=False
-        )
-        probes = dict(zip((t.name for t in targets), results[:-1], strict=True))
-        return _Snapshot(probes=probes, migrations=results[-1])  # type: ignore[arg-type]
+        engines = asyncio.gather(*(probe_target(t, timeout) for t in targets))
+        results, migrations = await asyncio.gather(engines, self._migrations(timeout))
+        probes = dict(zip((t.name for t in targets), results, strict=True))
+        return _Snapshot(probes=probes, migrations=migrations)
 
     async def _migrations(self, limit: float) -> HealthCheck | None:
         """``migrations.status()`` of the database when it has one and the app has a migrations directory."""
