@@ -135,6 +135,8 @@ async def _finish(unit: _RequestUnit, status: int | None, commit_on_redirect: bo
         success = status is not None and (200 <= status < 300 or (commit_on_redirect and 300 <= status < 400))
         if unit.autocommit and success and session.in_transaction():
             await commit(session, retry_after)
+        elif not unit.autocommit and (session.new or session.dirty or session.deleted):
+            logger.warning("rolling back uncommitted changes left by a route with db_autocommit=False")
     finally:
         try:
             await session.close()
