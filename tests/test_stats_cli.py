@@ -23,13 +23,15 @@ app = Litestar(plugins=[DatabasePlugin(DatabaseConfig(url=os.environ["STATS_TEST
 
 
 async def run_stats(tmp_path: Path, url: str, *args: str) -> tuple[int, str]:
+    """Run the command in ``tmp_path`` (no migrations directory there); returns the exit code and stdout."""
     (tmp_path / "statsapp.py").write_text(APP_MODULE)
     env = {**os.environ, "STATS_TEST_DB_URL": url, "LITESTAR_APP": "statsapp:app", "COLUMNS": "200"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "litestar", "--app-dir", str(tmp_path), "database", "stats", *args,
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert "cli-pw" not in err.decode()  # nor in logs
     return proc.returncode or 0, out.decode()
 
 
@@ -38,7 +40,7 @@ async def test_stats_command_json_and_table(pg_url: str, tmp_path: Path) -> None
     url = make_url(pg_url).set(password="cli-pw-55").render_as_string(hide_password=False)
     code, out = await run_stats(tmp_path, url, "--json")
     assert code == 0, out
-    payload = json.loads(out[out.index("{") :])
+    payload = json.loads(out)
     assert payload["health"]["status"] == "pass"
     engine = payload["stats"]["engines"][0]
     assert (engine["name"], engine["role"]) == ("primary", "primary")
@@ -59,6 +61,6 @@ async def test_stats_command_fails_when_primary_unreachable(tmp_path: Path) -> N
     url = f"postgresql://app:cli-pw-66@127.0.0.1:{closed_port()}/app"
     code, out = await run_stats(tmp_path, url, "--json")
     assert code == 1
-    payload = json.loads(out[out.index("{") :])
+    payload = json.loads(out)
     assert payload["health"]["status"] == "fail"
     assert "cli-pw-66" not in out
