@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
@@ -32,6 +32,9 @@ from litestar_db.errors import PoolTimeoutError, translate_error
 from litestar_db.session import AsyncSession
 from litestar_db.stats import DatabaseStats, EngineCounters, EngineStats, EngineTarget, instrument_engine
 from litestar_db.transactions import atomic, run_in_transaction
+
+if TYPE_CHECKING:
+    from litestar_db.migrations import Migrations
 
 __all__ = (
     "Database",
@@ -82,6 +85,19 @@ class Database:
         self._probe_engine: AsyncEngine | None = None
         self._replica_probe_engines: dict[str, AsyncEngine] = {}
         self._closed = False
+        self._migrations: Migrations | None = None
+
+    @property
+    def migrations(self) -> Migrations:
+        """Alembic operations on this database's primary: ``await db.migrations.upgrade()``, ``status()``, ….
+
+        See :class:`litestar_db.migrations.Migrations`.
+        """
+        if self._migrations is None:
+            from litestar_db.migrations import Migrations  # Alembic is imported only when migrations are used
+
+            self._migrations = Migrations(self.config)
+        return self._migrations
 
     @staticmethod
     def make_sessionmaker(bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -71,16 +71,22 @@ class AsyncSession(_SAAsyncSession):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._ltdb_busy: asyncio.Future[None] | None = None
+        self._ltdb_owner: asyncio.Task[Any] | None = None
         self._ltdb_closed = False
 
     async def _guard(self, call: Callable[..., Awaitable[_T]], *args: Any, **kwargs: Any) -> _T:
+        task = asyncio.current_task()
         if self._ltdb_busy is not None:
+            if self._ltdb_owner is task:  # re-entry from the same task (scalars() calls execute())
+                return await call(*args, **kwargs)
             raise ConcurrentSessionUseError
         self._ltdb_busy = done = asyncio.get_running_loop().create_future()
+        self._ltdb_owner = task
         try:
             return await call(*args, **kwargs)
         finally:
             self._ltdb_busy = None
+            self._ltdb_owner = None
             done.set_result(None)
 
     async def execute(self, *args: Any, **kwargs: Any) -> Any:

@@ -13,11 +13,15 @@ import tempfile
 from contextlib import suppress
 from pathlib import Path
 
+from litestar_db import MigrationConfig
 from tests.server import free_port
 
-__all__ = ("PG_BIN", "ThrowawayPostgres", "closed_port")
+__all__ = ("NO_MIGRATIONS", "PG_BIN", "ThrowawayPostgres", "closed_port")
 
 PG_BIN = Path(os.environ.get("LITESTAR_DB_PG_BIN", "/usr/lib/postgresql/15/bin"))
+NO_MIGRATIONS = MigrationConfig(script_location=str(Path(__file__).parent / "no-migrations-directory"))
+"""For apps under test that do not use migrations: the repository's ``migrations/`` (found relative to the working
+directory by default) would otherwise make readiness report the fresh test database as behind its schema."""
 
 
 def closed_port() -> int:

@@ -191,3 +191,13 @@ async def test_health_check_false_when_unreachable() -> None:
         assert await db.health_check(probe_timeout=2) is False
     finally:
         await db.dispose()
+
+
+async def test_guarded_session_methods_that_call_each_other(db: Database) -> None:
+    """scalars()/scalar()/get() call execute() internally: the concurrency guard must allow that re-entry."""
+    async with db.transaction() as s:
+        await s.execute(text("INSERT INTO item VALUES (1, 'a')"))
+        assert list(await s.scalars(text("SELECT name FROM item"))) == ["a"]
+        assert await s.scalar(text("SELECT count(*) FROM item")) == 1
+        streamed = await s.stream_scalars(text("SELECT name FROM item"))
+        assert [name async for name in streamed] == ["a"]

@@ -8,6 +8,7 @@ import itertools
 import math
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from litestar_db import ConfigurationError, DatabaseConfig, HealthConfig, PoolConfig
 from litestar_db.litestar.plugin import DatabasePlugin
-from tests._server_health import ThrowawayPostgres, closed_port
+from tests._server_health import NO_MIGRATIONS, ThrowawayPostgres, closed_port
 from tests.conftest import pg_execute
 from tests.server import serve
 
@@ -42,7 +43,7 @@ async def use_db(db_session: NamedDependency[AsyncSession]) -> dict[str, int]:
 
 
 def make_app(config: DatabaseConfig, **kwargs: Any) -> tuple[Litestar, DatabasePlugin]:
-    plugin = DatabasePlugin(config)
+    plugin = DatabasePlugin(replace(config, migrations=NO_MIGRATIONS))  # migrations: tests/test_health_migrations.py
     return Litestar(route_handlers=[use_db], plugins=[plugin], **kwargs), plugin
 
 

@@ -18,7 +18,7 @@ from litestar_db import Database, DatabaseConfig, HealthConfig, ReadWriteConfig
 from litestar_db.engines import create_engine_for
 from litestar_db.health import HealthChecker
 from litestar_db.stats import EngineCounters, EngineTarget, instrument_engine
-from tests._server_health import ThrowawayPostgres
+from tests._server_health import NO_MIGRATIONS, ThrowawayPostgres
 from tests.conftest import pg_execute
 
 pytestmark = [pytest.mark.postgres, pytest.mark.replica]
@@ -64,7 +64,8 @@ def cluster() -> Iterator[tuple[ThrowawayPostgres, ThrowawayPostgres]]:
 
 def config_for(url: str, **read_write: object) -> DatabaseConfig:
     health = HealthConfig(cache_seconds=0, probe_timeout_seconds=2.0)
-    return DatabaseConfig(url=url, health=health, read_write=ReadWriteConfig(**read_write))  # type: ignore[arg-type]
+    rw = ReadWriteConfig(**read_write)  # type: ignore[arg-type]
+    return DatabaseConfig(url=url, health=health, read_write=rw, migrations=NO_MIGRATIONS)
 
 
 async def caught_up(primary: ThrowawayPostgres, standby: ThrowawayPostgres) -> None:
