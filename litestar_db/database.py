@@ -29,8 +29,9 @@ from sqlalchemy.sql import Executable
 from litestar_db.config import DatabaseConfig, ReplicaConfig
 from litestar_db.engines import create_engine_for
 from litestar_db.errors import PoolTimeoutError, translate_error
+from litestar_db.replicas import ReplicaRouter
 from litestar_db.session import AsyncSession
-from litestar_db.stats import DatabaseStats, EngineCounters, EngineStats, EngineTarget, instrument_engine
+from litestar_db.stats import DatabaseStats, EngineCounters, EngineTarget, instrument_engine
 from litestar_db.transactions import atomic, run_in_transaction
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ __all__ = (
     "connection",
     "get_database",
     "initialize_database",
+    "primary",
     "read_replica",
     "session",
     "transaction",
@@ -86,6 +88,12 @@ class Database:
         self._replica_probe_engines: dict[str, AsyncEngine] = {}
         self._closed = False
         self._migrations: Migrations | None = None
+        rw = config.read_write
+        self.router: ReplicaRouter | None = None
+        """Replica engines, lag monitor and routing sessions; ``None`` unless the read/write split is enabled
+        with at least one replica (then nothing on the request path looks at replicas)."""
+        if rw.enable_read_write_split and rw.replicas:
+            self.router = ReplicaRouter(config, self.engine, self._counters["primary"])
 
     @property
     def migrations(self) -> Migrations:
@@ -134,8 +142,8 @@ class Database:
             A list of :class:`EngineTarget`.
         """
         targets = [EngineTarget("primary", "primary", self.engine, self.probe_engine(), self.config.pool.max_size)]
-        replica_set = getattr(getattr(self, "router", None), "replica_set", None)  # the read/write split, if on
-        for state in getattr(replica_set, "replicas", ()):
+        replicas = self.router.replica_set.replicas if self.router is not None else ()
+        for state in replicas:
             replica = self._replica_configs().get(state.name)
             if replica is None:
                 continue
@@ -158,34 +166,16 @@ class Database:
         Returns:
             A :class:`~litestar_db.stats.DatabaseStats`.
         """
-        engines: list[EngineStats] = []
-        for target in self.engine_targets():
-            counters = self._counters.get(target.name) or getattr(target.state, "counters", None)
-            if not isinstance(counters, EngineCounters):
-                continue
-            engines.append(
-                EngineStats(
-                    name=target.name,
-                    role=target.role,
-                    backend=self.config.type.value,
-                    pool=counters.pool_stats(target.engine, target.max_size),
-                    queries=counters.queries,
-                    errors=counters.errors,
-                    slow_queries=counters.slow_queries,
-                    slowest=counters.slowest_queries(),
-                    commits=counters.commits,
-                    rollbacks=counters.rollbacks,
-                    routed_reads=counters.routed_reads,
-                    healthy=not target.ejected,
-                    ejected_until=target.ejected_until,
-                    lag_seconds=target.lag_seconds,
-                    lag_bytes=target.lag_bytes,
-                )
-            )
+        counters = self._counters["primary"]
+        primary = counters.engine_stats(
+            "primary", "primary", self.config.type.value, self.engine, self.config.pool.max_size
+        )
+        replicas = self.router.engine_stats() if self.router is not None else []
         return DatabaseStats(
-            engines=engines,
+            engines=[primary, *replicas],
             transactions_retried=self._retried,
-            checkout_timeouts=sum(c.checkout_timeouts for c in self._counters.values()),
+            checkout_timeouts=sum(c.checkout_timeouts for c in self._counters.values())
+            + sum(c.checkout_timeouts for c in (self.router.counters.values() if self.router else ())),
         )
 
     async def get_stats(self) -> DatabaseStats:
@@ -217,7 +207,12 @@ class Database:
         Raises:
             DatabaseError: a translated driver error (see :mod:`litestar_db.errors`).
         """
-        sess = self.sessionmaker()
+        async with self._managed(self.sessionmaker()) as sess:
+            yield sess
+
+    @asynccontextmanager
+    async def _managed(self, sess: AsyncSession) -> AsyncIterator[AsyncSession]:
+        """Translate errors raised in the block and release ``sess`` at exit."""
         sess.info[_OPENED_AT] = _caller()
         try:
             yield sess
@@ -295,19 +290,39 @@ class Database:
 
     @asynccontextmanager
     async def read_replica(self) -> AsyncIterator[AsyncSession]:
-        """A read-only session on a replica (the primary while none is configured or healthy).
+        """A read-only session on a replica (the primary while none is configured or available).
+
+        With the read/write split on, reads go to a replica chosen by the configured strategy (ejected or lagging
+        replicas excluded; a connection error re-runs the read once elsewhere), and a write raises
+        :class:`~litestar_db.errors.ReadOnlyError` before anything is sent.
 
         Yields:
-            :class:`~sqlalchemy.ext.asyncio.AsyncSession` whose transaction is ``READ ONLY`` on PostgreSQL.
+            :class:`~sqlalchemy.ext.asyncio.AsyncSession` whose transactions are ``READ ONLY`` on PostgreSQL.
 
         Raises:
             ReadOnlyError: a write was attempted.
             DatabaseError: a translated driver error.
         """
+        if self.router is not None:
+            routed = self.router.session("read_only", f"read_replica() block opened at {_caller()}")
+            async with self._managed(routed) as sess:
+                yield sess
+            return
         async with self.session() as sess:
             if self.config.is_postgresql:
                 await sess.connection(execution_options={"postgresql_readonly": True})
             yield sess
+
+    def primary(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """An ORM session that always uses the primary, whatever the read/write split says.
+
+        For reads that must see the latest committed data (e.g. right after a payment), like Rails'
+        ``connected_to(role: :writing)``. Same contract as :meth:`session`.
+
+        Returns:
+            An async context manager yielding :class:`~sqlalchemy.ext.asyncio.AsyncSession`.
+        """
+        return self.session()
 
     async def fetch_all(self, statement: Executable, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run a read and return every row as a plain ``dict`` (buffered; safe after the connection is released).
@@ -379,11 +394,22 @@ class Database:
         return True
 
     # -- lifecycle -------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start background work on the running loop: probe the replicas once and start the lag monitor.
+
+        Called by the Litestar plugin's lifespan; without it the monitor starts lazily with the first routed
+        session. A no-op without replicas.
+        """
+        if self.router is not None:
+            await self.router.start()
+
     async def dispose(self) -> None:
-        """Close every pooled connection of every engine (primary, replicas, probes)."""
+        """Stop the lag monitor and close every pooled connection of every engine (primary, replicas, probes)."""
         if self._closed:
             return
         self._closed = True
+        if self.router is not None:
+            await self.router.dispose()
         engines = [self.engine, *([self._probe_engine] if self._probe_engine else [])]
         engines += self._replica_probe_engines.values()
         await asyncio.gather(*(e.dispose() for e in engines), return_exceptions=True)
@@ -454,3 +480,8 @@ def connection() -> AbstractAsyncContextManager[AsyncConnection]:
 def read_replica() -> AbstractAsyncContextManager[AsyncSession]:
     """``get_database().read_replica()``; see :meth:`Database.read_replica`."""
     return get_database().read_replica()
+
+
+def primary() -> AbstractAsyncContextManager[AsyncSession]:
+    """``get_database().primary()``; see :meth:`Database.primary`."""
+    return get_database().primary()

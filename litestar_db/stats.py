@@ -101,6 +101,10 @@ class EngineStats(msgspec.Struct, frozen=True, kw_only=True):
     """Replica replay lag in seconds, when measured."""
     lag_bytes: int | None = None
     """Replica replay lag in bytes of WAL, when measured."""
+    round_trip_ms: float | None = None
+    """Round-trip time of the last lag probe, milliseconds (replicas)."""
+    ejected_reason: str | None = None
+    """Why the replica was last ejected (``"lag 3.1s over 1.0s"``, ``"connection error: …"``)."""
 
 
 class DatabaseStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -234,6 +238,29 @@ class EngineCounters:
             checkout_timeouts=self.checkout_timeouts,
             connections_created=self.connections_created,
             connections_invalidated=self.connections_invalidated,
+        )
+
+    def engine_stats(
+        self, name: str, role: str, backend: str, engine: AsyncEngine, max_size: int, **extra: Any
+    ) -> EngineStats:
+        """An :class:`EngineStats` snapshot from these counters; ``extra`` sets the replica-only fields.
+
+        Returns:
+            The snapshot.
+        """
+        return EngineStats(
+            name=name,
+            role=role,
+            backend=backend,
+            pool=self.pool_stats(engine, max_size),
+            queries=self.queries,
+            errors=self.errors,
+            slow_queries=self.slow_queries,
+            slowest=self.slowest_queries(),
+            commits=self.commits,
+            rollbacks=self.rollbacks,
+            routed_reads=self.routed_reads,
+            **extra,
         )
 
     def slowest_queries(self) -> list[SlowQuery]:

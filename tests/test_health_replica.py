@@ -1,50 +1,22 @@
-"""Readiness with a real streaming replica (throwaway primary + ``pg_basebackup -R`` standby).
-
-The replica is listed through :meth:`Database.engine_targets` (the public extension point the read/write split
-fills); these tests add it with a subclass so the probe logic is checked on real servers: replay lag in bytes,
-replica trouble is ``warn`` (still 200), and a "primary" that is really a standby fails readiness.
-"""
+"""Readiness, stats and metrics with the read/write split's replicas: a throwaway primary and a real streaming
+standby (``pg_basebackup -R``). Replica trouble (lag over the limit, ejection, outage) is ``warn`` and readiness
+stays 200; a "primary" URL that reaches a standby fails readiness."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
+from prometheus_client import CollectorRegistry, generate_latest
 
-from litestar_db import Database, DatabaseConfig, HealthConfig, ReadWriteConfig
-from litestar_db.engines import create_engine_for
+from litestar_db import Database, DatabaseConfig, HealthConfig, ReadWriteConfig, ReplicaConfig
 from litestar_db.health import HealthChecker
-from litestar_db.stats import EngineCounters, EngineTarget, instrument_engine
+from litestar_db.metrics import DatabaseCollector
 from tests._server_health import NO_MIGRATIONS, ThrowawayPostgres
 from tests.conftest import pg_execute
 
 pytestmark = [pytest.mark.postgres, pytest.mark.replica]
-
-
-class DatabaseWithReplica(Database):
-    """A database whose engine list also holds one replica (what the read/write split contributes)."""
-
-    def __init__(self, config: DatabaseConfig, replica_url: str) -> None:
-        super().__init__(config)
-        url = make_url(replica_url).set(drivername="postgresql+asyncpg")
-        self.replica_engine = create_engine_for(config, url, config.pool)
-        self.replica_probe = create_engine_for(config, url, config.pool, null_pool=True)
-        self._counters["replica1"] = EngineCounters(config.slow_query_seconds)
-        instrument_engine(self.replica_engine, self._counters["replica1"])
-
-    def engine_targets(self) -> list[EngineTarget]:
-        replica = EngineTarget(
-            "replica1", "replica", self.replica_engine, self.replica_probe, self.config.pool.max_size
-        )
-        return [*super().engine_targets(), replica]
-
-    async def dispose(self) -> None:
-        await super().dispose()
-        await self.replica_engine.dispose()
-        await self.replica_probe.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -62,77 +34,104 @@ def cluster() -> Iterator[tuple[ThrowawayPostgres, ThrowawayPostgres]]:
         primary.destroy()
 
 
-def config_for(url: str, **read_write: object) -> DatabaseConfig:
+def split_config(primary: ThrowawayPostgres, standby: ThrowawayPostgres, **read_write: object) -> DatabaseConfig:
+    rw = ReadWriteConfig(
+        enable_read_write_split=True,
+        replicas=(ReplicaConfig(url=standby.url, name="reader"),),
+        monitor_interval_seconds=0.1,
+        **read_write,  # type: ignore[arg-type]
+    )
     health = HealthConfig(cache_seconds=0, probe_timeout_seconds=2.0)
-    rw = ReadWriteConfig(**read_write)  # type: ignore[arg-type]
-    return DatabaseConfig(url=url, health=health, read_write=rw, migrations=NO_MIGRATIONS)
+    return DatabaseConfig(url=primary.url, read_write=rw, health=health, migrations=NO_MIGRATIONS)
 
 
-async def caught_up(primary: ThrowawayPostgres, standby: ThrowawayPostgres) -> None:
-    lsn = (await pg_execute(primary.url, "SELECT pg_current_wal_lsn()::text AS lsn"))[0]["lsn"]
-    for _ in range(500):
-        rows = await pg_execute(standby.url, "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn AS ok", lsn)
-        if rows[0]["ok"]:
+async def until(predicate: Callable[[], bool], attempts: int = 200) -> None:
+    for _ in range(attempts):
+        if predicate():
             return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the standby did not catch up")
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+async def test_split_replicas_are_probed_counted_and_exported(
+    cluster: tuple[ThrowawayPostgres, ThrowawayPostgres],
+) -> None:
+    primary, standby = cluster
+    db = Database(split_config(primary, standby, failure_cooldown_seconds=30))
+    checker = HealthChecker(db)
+    registry = CollectorRegistry()
+    registry.register(DatabaseCollector(lambda: {"main": db}))
+    try:
+        await db.start()
+        assert [t.name for t in db.engine_targets()] == ["primary", "reader"]
+        report = await checker.check()
+        assert report.status == "pass", report
+        assert set(report.checks) >= {"reader:responseTime", "reader:connections", "reader:replicationLag"}
+        assert report.checks["reader:replicationLag"][0].ejected is False
+        assert [e.name for e in (await db.get_stats()).engines] == ["primary", "reader"]
+        assert 'db_pool_connections{database="main",engine="reader",state="idle"}' in generate_latest(registry).decode()
+
+        await asyncio.to_thread(standby.stop)
+        try:
+            await until(lambda: db.engine_targets()[1].ejected)  # the routing layer's lag monitor ejects it
+            report = await checker.check()
+            exported = generate_latest(registry).decode()
+        finally:
+            await asyncio.to_thread(standby.start)
+        lag = report.checks["reader:replicationLag"][0]
+        assert (lag.status, lag.ejected) == ("warn", True)
+        assert "ejected" in (lag.output or "")
+        assert report.checks["reader:responseTime"][0].status == "fail"
+        assert report.status == "warn"  # the primary serves: still ready
+        assert report.checks["primary:responseTime"][0].status == "pass"
+        assert 'db_replica_ejected{database="main",engine="reader"} 1.0' in exported
+        assert (await db.get_stats()).engines[1].healthy is False
+    finally:
+        await db.dispose()
 
 
 async def test_replica_lag_is_reported_and_only_warns(cluster: tuple[ThrowawayPostgres, ThrowawayPostgres]) -> None:
     primary, standby = cluster
-    db = DatabaseWithReplica(config_for(primary.url, max_lag_bytes=1024), standby.url)
+    db = Database(split_config(primary, standby, max_lag_bytes=1024, failure_cooldown_seconds=0.2))
     checker = HealthChecker(db)
     try:
+        await db.start()
         await pg_execute(primary.url, "CREATE TABLE IF NOT EXISTS lag_probe (id serial PRIMARY KEY, body text)")
-        await caught_up(primary, standby)
+        reader = lambda: db.engine_targets()[1]  # noqa: E731
+        await until(lambda: reader().lag_bytes == 0 and not reader().ejected)
         report = await checker.check()
         assert report.status == "pass", report
-        lag = report.checks["replica1:replicationLag"][0]
-        assert (lag.status, lag.lag_bytes, lag.observed_value, lag.ejected) == ("pass", 0, 0.0, False)
-        assert report.checks["replica1:responseTime"][0].status == "pass"
+        lag = report.checks["reader:replicationLag"][0]
+        assert (lag.status, lag.lag_bytes, lag.ejected) == ("pass", 0, False)
 
         await pg_execute(standby.url, "SELECT pg_wal_replay_pause()")
         try:
             await pg_execute(
                 primary.url, "INSERT INTO lag_probe (body) SELECT repeat('x', 100) FROM generate_series(1, 200)"
             )
+            await until(lambda: (reader().lag_bytes or 0) > 1024)
             report = await checker.check()
         finally:
             await pg_execute(standby.url, "SELECT pg_wal_replay_resume()")
-        lag = report.checks["replica1:replicationLag"][0]
+        lag = report.checks["reader:replicationLag"][0]
         assert lag.status == "warn"
         assert lag.lag_bytes is not None
         assert lag.lag_bytes > 1024
         assert "max_lag_bytes" in (lag.output or "")
         assert report.status == "warn"  # replica trouble never fails readiness
-        await caught_up(primary, standby)
-        assert (await checker.check()).checks["replica1:replicationLag"][0].lag_bytes == 0
+        await until(lambda: reader().lag_bytes == 0 and not reader().ejected)
+        assert (await checker.check()).status == "pass"
     finally:
         await db.dispose()
 
 
-async def test_replica_down_warns_and_primary_standby_fails(
-    cluster: tuple[ThrowawayPostgres, ThrowawayPostgres],
-) -> None:
-    primary, standby = cluster
-    db = DatabaseWithReplica(config_for(primary.url), standby.url)
-    on_standby = Database(config_for(standby.url))
+async def test_primary_url_reaching_a_standby_fails(cluster: tuple[ThrowawayPostgres, ThrowawayPostgres]) -> None:
+    _, standby = cluster
+    health = HealthConfig(cache_seconds=0, probe_timeout_seconds=2.0)
+    db = Database(DatabaseConfig(url=standby.url, health=health, migrations=NO_MIGRATIONS))
     try:
-        # a "primary" URL that reaches a standby (a failover that left the app behind): not ready
-        wrong = await HealthChecker(on_standby).check()
-        assert wrong.status == "fail"
-        assert "recovery" in (wrong.checks["primary:responseTime"][0].output or "")
-
-        await asyncio.to_thread(standby.stop)
-        try:
-            report = await HealthChecker(db).check()
-        finally:
-            await asyncio.to_thread(standby.start)
-        assert report.status == "warn"
-        assert report.checks["primary:responseTime"][0].status == "pass"
-        assert report.checks["replica1:responseTime"][0].status == "fail"
-        async with db.connection() as conn:  # the primary still serves
-            assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
+        report = await HealthChecker(db).check()  # a failover that left the app pointing at the old primary
     finally:
         await db.dispose()
-        await on_standby.dispose()
+    assert report.status == "fail"
+    assert "recovery" in (report.checks["primary:responseTime"][0].output or "")

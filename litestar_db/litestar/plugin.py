@@ -129,6 +129,7 @@ class DatabasePlugin(InitPlugin, CLIPlugin):
         try:
             if self.config.migrations.migrate_on_startup:
                 await _migrate(db)
+            await db.start()
             yield
         finally:
             if _registry.get(self.alias) is db:
