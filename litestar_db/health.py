@@ -26,18 +26,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 from sqlalchemy import text
 
-from litestar_db.stats import PoolStats
+from litestar_db.stats import EngineStats, PoolStats
 
 if TYPE_CHECKING:
     from litestar_db.config import HealthConfig
@@ -213,21 +211,6 @@ async def probe_target(target: EngineTarget, limit: float) -> ProbeResult:
     )
 
 
-def _field(result: object, *names: str) -> Any:
-    for name in names:
-        value = result.get(name) if isinstance(result, Mapping) else getattr(result, name, None)
-        if value is not None:
-            return value
-    return None
-
-
-def _revisions(value: Any) -> str | None:
-    """A revision id, or several joined by ``", "`` (Alembic branches); ``None`` for none (an empty database)."""
-    if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value) or None
-    return None if value is None else str(value)
-
-
 class HealthChecker:
     """Probes every engine of a :class:`~litestar_db.database.Database` and builds a :class:`HealthResponse`.
 
@@ -298,31 +281,25 @@ class HealthChecker:
         return _Snapshot(probes=probes, migrations=migrations)
 
     async def _migrations(self, limit: float) -> HealthCheck | None:
-        """``migrations.status()`` of the database when it has one and the app has a migrations directory."""
+        """``db.migrations.status()`` as a check, when the app has a migrations directory (else ``None``)."""
         script_location = Path(self._database.config.migrations.script_location)
         if not (script_location / "env.py").is_file():  # this app does not use migrations
             return None
-        status_fn = getattr(getattr(self._database, "migrations", None), "status", None)
-        if not callable(status_fn):
-            return None
         try:
             async with asyncio.timeout(limit):
-                result = status_fn()
-                if inspect.isawaitable(result):
-                    result = await result
+                result = await self._database.migrations.status()
         except Exception as exc:
-            logger.warning("reading the migration status failed", exc_info=True)
+            logger.warning("reading the migration status failed: %r", exc)
             why = f"no answer within {limit:g} s" if isinstance(exc, TimeoutError) else _cause(exc)
             return HealthCheck(status="warn", component_id="migrations", component_type="component", time=_now(),
                                output=f"migration status unavailable ({why})")  # fmt: skip
-        pending = _field(result, "pending")
-        count = len(pending) if isinstance(pending, list | tuple) else int(pending or 0)
+        count = len(result.pending)
         status: HealthStatus = "pass"
         output = None
         if count:
             status = "fail" if self._config.fail_on_pending_migrations else "warn"
             output = f"{count} migration(s) pending"
-        current, head = _revisions(_field(result, "current")), _revisions(_field(result, "head", "heads"))
+        current, head = ", ".join(result.current) or None, ", ".join(result.heads) or None
         return HealthCheck(
             status=status,
             component_id="migrations",
@@ -363,7 +340,7 @@ class HealthChecker:
         return HealthResponse(status=overall, description="database readiness", output=failure, checks=checks)
 
     def _engine_checks(
-        self, target: EngineTarget, probe: ProbeResult, stats: Any, primary_lsn: int | None
+        self, target: EngineTarget, probe: ProbeResult, stats: EngineStats | None, primary_lsn: int | None
     ) -> dict[str, HealthCheck]:
         name = target.name
         status: HealthStatus = "pass" if probe.ok else "fail"
@@ -379,7 +356,7 @@ class HealthChecker:
             )
         }  # fmt: skip
         if stats is not None:
-            pool: PoolStats = stats.pool
+            pool = stats.pool
             exhausted = pool.max_size > 0 and pool.checked_out >= pool.max_size and pool.waiting > 0
             checks[f"{name}:connections"] = HealthCheck(
                 status="warn" if exhausted else "pass", time=_now(), output=_EXHAUSTED if exhausted else None,

@@ -14,7 +14,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 from sqlalchemy import event
@@ -22,6 +22,9 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, Pool, QueuePool
+
+if TYPE_CHECKING:
+    from litestar_db.routing import ReplicaState
 
 __all__ = (
     "DatabaseStats",
@@ -131,37 +134,23 @@ class EngineTarget:
     """An unpooled engine to the same server, so a probe never waits behind an exhausted pool."""
     max_size: int
     """Configured upper bound of the engine's pool."""
-    state: object | None = None
-    """The routing layer's view of a replica, if any (its ``lag_seconds``, ``lag_bytes``, ``ejected_until``,
-    ``healthy`` and ``counters`` attributes are read when present)."""
+    state: ReplicaState | None = None
+    """The routing layer's live view of a replica (health, ejection, lag); ``None`` for the primary."""
 
     @property
     def ejected(self) -> bool:
-        """Whether the routing layer has taken this replica out of rotation (ejected or failed its last probe)."""
-        state = self.state
-        if state is None:
-            return False
-        flag = getattr(state, "ejected", None)
-        if isinstance(flag, bool):
-            return flag
-        until = getattr(state, "ejected_until", None) or 0.0
-        return until > time.monotonic() or getattr(state, "healthy", True) is False
-
-    @property
-    def ejected_until(self) -> float | None:
-        """``time.monotonic()`` value until which the replica is out of rotation, when ejected."""
-        until = getattr(self.state, "ejected_until", None)
-        return until if isinstance(until, float) and until > time.monotonic() else None
+        """Whether the routing layer has taken this replica out of rotation (ejected, or failed its last probe)."""
+        return self.state is not None and not self.state.available(time.monotonic())
 
     @property
     def lag_seconds(self) -> float | None:
-        """Replay lag in seconds measured by the routing layer."""
-        return getattr(self.state, "lag_seconds", None)
+        """Replay lag in seconds measured by the routing layer's lag monitor."""
+        return self.state.lag_seconds if self.state is not None else None
 
     @property
     def lag_bytes(self) -> int | None:
-        """Replay lag in bytes of WAL measured by the routing layer."""
-        return getattr(self.state, "lag_bytes", None)
+        """Replay lag in bytes of WAL measured by the routing layer's lag monitor."""
+        return self.state.lag_bytes if self.state is not None else None
 
     @property
     def location(self) -> str:
