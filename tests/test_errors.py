@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 from advanced_alchemy.base import BigIntBase
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
-from litestar import Litestar, get, post
+from litestar import Litestar, MediaType, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.testing import AsyncTestClient
@@ -192,3 +192,27 @@ async def test_translate_sqlstates_directly(pg_url: str) -> None:
     assert isinstance(lost, DatabaseUnavailableError)
     assert lost.retry_after == 7
     assert translate_error(ValueError("not a database error")) is None
+
+
+async def test_app_handler_for_a_status_overrides_the_default(pg_url: str) -> None:
+    conn = await asyncpg.connect(_plain(pg_url))
+    try:
+        await conn.execute(DDL)
+    finally:
+        await conn.close()
+
+    def conflict_page(request: object, exc: Exception) -> Response[str]:
+        assert isinstance(exc, ConflictError)
+        return Response(f"custom conflict: {exc.constraint}", status_code=409, media_type=MediaType.TEXT)
+
+    plugin = DatabasePlugin(DatabaseConfig(url=pg_url))
+    app = Litestar(
+        HANDLERS,
+        plugins=[plugin],
+        exception_handlers={409: conflict_page},
+        dependencies={"pg": Provide(lambda: _plain(pg_url), sync_to_thread=False)},
+    )
+    async with AsyncTestClient(app) as client:
+        response = await client.post("/unique")
+        assert (response.status_code, response.text) == (409, "custom conflict: account_email_key")
+        assert (await client.post("/not-null")).status_code == 422  # other statuses keep the default

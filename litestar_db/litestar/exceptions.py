@@ -34,8 +34,10 @@ def _body(err: DatabaseError) -> dict[str, Any]:
 def database_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Render ``exc`` (translated to a :class:`DatabaseError` when it is not one) as JSON.
 
-    5xx errors are logged with the original exception (SQL and parameters stay in the server log); the client sees
-    only the class name and a client-safe ``detail``. ``Retry-After`` (seconds) accompanies 503 and retryable 409s.
+    When the app registered a handler for the resulting status code (``exception_handlers={409: …}``), that handler
+    receives the translated error instead. 5xx errors are logged with the original exception (SQL and parameters
+    stay in the server log); the client sees only the class name and a client-safe ``detail``. ``Retry-After``
+    (seconds) accompanies 503 and retryable 409s.
 
     Returns:
         The error response.
@@ -53,6 +55,9 @@ def database_exception_handler(request: Request[Any, Any, Any], exc: Exception) 
         err = DatabaseError()
     if plugin is not None:
         plugin.record_error(err)
+    override = request.route_handler.resolve_exception_handlers().get(err.status_code)
+    if override is not None and override is not database_exception_handler:
+        return override(request, err)  # the app's handler for this status wins (e.g. {409: my_conflict_page})
     if err.status_code >= 500:
         logger.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
     headers = {"Retry-After": str(err.retry_after)} if err.retry_after is not None else None
