@@ -23,7 +23,8 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from litestar_db import ConfigurationError, DatabaseConfig, HealthConfig, PoolConfig
+from litestar_db import ConfigurationError, Database, DatabaseConfig, HealthConfig, PoolConfig
+from litestar_db.health import HealthChecker
 from litestar_db.litestar.plugin import DatabasePlugin
 from tests._server_health import NO_MIGRATIONS, ThrowawayPostgres, closed_port
 from tests.conftest import pg_execute
@@ -258,3 +259,20 @@ async def test_openapi_documents_health_routes(sqlite_url: str) -> None:
     assert "application/health+json" in ready["responses"]["200"]["content"]
     assert "HealthResponse" in schema["components"]["schemas"]
     assert "HealthCheck" in schema["components"]["schemas"]
+
+
+@pytest.mark.postgres
+async def test_concurrent_checks_share_one_probe_in_flight(pg_url: str) -> None:
+    # no cache at all: only single-flight keeps 200 simultaneous callers to one probe round
+    db = Database(DatabaseConfig(url=pg_url, health=HealthConfig(cache_seconds=0), migrations=NO_MIGRATIONS))
+    checker = HealthChecker(db)
+    statements: list[str] = []
+    event.listen(db.probe_engine().sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    try:
+        reports = await asyncio.gather(*(checker.check() for _ in range(200)))
+        assert {r.status for r in reports} == {"pass"}
+        assert (len(statements), checker.probes_run) == (1, 1)
+        await checker.check()  # the next call after the probe finished probes again (cache_seconds=0)
+        assert (len(statements), checker.probes_run) == (2, 2)
+    finally:
+        await db.dispose()
