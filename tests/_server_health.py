@@ -18,7 +18,18 @@ from tests.server import free_port
 
 __all__ = ("NO_MIGRATIONS", "PG_BIN", "ThrowawayPostgres", "closed_port")
 
-PG_BIN = Path(os.environ.get("LITESTAR_DB_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _pg_bin() -> Path:
+    """``LITESTAR_DB_PG_BIN``, else the newest ``/usr/lib/postgresql/<version>/bin`` (Debian's layout)."""
+    if "LITESTAR_DB_PG_BIN" in os.environ:
+        return Path(os.environ["LITESTAR_DB_PG_BIN"])
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0
+    )
+    return found[-1] if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 NO_MIGRATIONS = MigrationConfig(script_location=str(Path(__file__).parent / "no-migrations-directory"))
 """For apps under test that do not use migrations: the repository's ``migrations/`` (found relative to the working
 directory by default) would otherwise make readiness report the fresh test database as behind its schema."""
