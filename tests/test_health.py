@@ -26,7 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from litestar_db import ConfigurationError, Database, DatabaseConfig, HealthConfig, PoolConfig
 from litestar_db.health import HealthChecker
 from litestar_db.litestar.plugin import DatabasePlugin
-from tests._server_health import NO_MIGRATIONS, ThrowawayPostgres, closed_port
+from litestar_db.testing.cluster import ReplicatedCluster
+from tests._server_health import NO_MIGRATIONS, closed_port
 from tests.conftest import pg_execute
 from tests.server import serve
 
@@ -57,12 +58,13 @@ def assert_no_secrets(body: str, url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def throwaway_pg() -> Iterator[ThrowawayPostgres]:
-    server = ThrowawayPostgres()
+def own_cluster() -> Iterator[ReplicatedCluster]:
+    """A cluster of this module's own (stopped and restarted by a test; pg_stat_statements loaded)."""
+    cluster = ReplicatedCluster(settings={"shared_preload_libraries": "'pg_stat_statements'"}).start()
     try:
-        yield server
+        yield cluster
     finally:
-        server.destroy()
+        cluster.stop()
 
 
 async def test_live_passes_and_ready_fails_while_database_unreachable() -> None:
@@ -86,13 +88,15 @@ async def test_live_passes_and_ready_fails_while_database_unreachable() -> None:
 
 
 @pytest.mark.postgres
-async def test_ready_follows_primary_outage_and_recovery(throwaway_pg: ThrowawayPostgres) -> None:
+async def test_ready_follows_primary_outage_and_recovery(own_cluster: ReplicatedCluster) -> None:
+    assert own_cluster.primary is not None
+    server = own_cluster.primary
     cache = 0.5
     health = HealthConfig(cache_seconds=cache, probe_timeout_seconds=1.0, retry_after_seconds=7)
-    app, _ = make_app(DatabaseConfig(url=throwaway_pg.url, health=health))
+    app, _ = make_app(DatabaseConfig(url=server.url(), health=health))
     async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=10) as client:
         assert (await client.get("/health/ready")).status_code == 200
-        await asyncio.to_thread(throwaway_pg.stop)
+        await asyncio.to_thread(server.stop)
         try:
             await asyncio.sleep(cache)
             down = await client.get("/health/ready")
@@ -101,7 +105,7 @@ async def test_ready_follows_primary_outage_and_recovery(throwaway_pg: Throwaway
             assert down.json()["status"] == "fail"
             assert (await client.get("/health/live")).status_code == 200
         finally:
-            await asyncio.to_thread(throwaway_pg.start)
+            await asyncio.to_thread(server.start)
         # the server accepts connections again: one cache interval later readiness must pass
         await asyncio.sleep(cache)
         up = await client.get("/health/ready")
@@ -110,23 +114,25 @@ async def test_ready_follows_primary_outage_and_recovery(throwaway_pg: Throwaway
 
 
 @pytest.mark.postgres
-async def test_probe_flood_sends_at_most_one_statement_per_interval(throwaway_pg: ThrowawayPostgres) -> None:
-    await pg_execute(throwaway_pg.url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+async def test_probe_flood_sends_at_most_one_statement_per_interval(own_cluster: ReplicatedCluster) -> None:
+    assert own_cluster.primary is not None
+    url = own_cluster.primary.url()
+    await pg_execute(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     cache = 1.0
-    app, plugin = make_app(DatabaseConfig(url=throwaway_pg.url, health=HealthConfig(cache_seconds=cache)))
+    app, plugin = make_app(DatabaseConfig(url=url, health=HealthConfig(cache_seconds=cache)))
     limits = httpx.Limits(max_connections=500, max_keepalive_connections=500)
     async with serve(app) as base, httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
         statements: list[float] = []  # when each probe statement was sent
         probe_engine = plugin.database.probe_engine().sync_engine
         event.listen(probe_engine, "before_cursor_execute", lambda *args: statements.append(time.monotonic()))
-        await pg_execute(throwaway_pg.url, "SELECT pg_stat_statements_reset()")
+        await pg_execute(url, "SELECT pg_stat_statements_reset()")
         started = time.monotonic()
         responses = await asyncio.gather(*(client.get("/health/ready") for _ in range(500)))
         elapsed = time.monotonic() - started
         probes_run = plugin.health.probes_run
     assert [r.status_code for r in responses] == [200] * 500
     sql = "SELECT coalesce(sum(calls), 0) AS n FROM pg_stat_statements WHERE query LIKE '%pg_is_in_recovery%'"
-    rows = await pg_execute(throwaway_pg.url, sql)
+    rows = await pg_execute(url, sql)
     server_count = int(rows[0]["n"])
     allowed = math.ceil(elapsed / cache) + 1
     assert 1 <= len(statements) <= allowed, (len(statements), elapsed)
