@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -267,9 +267,20 @@ class HealthConfig:
     """``Retry-After`` sent with a 503 from readiness or a request that found the database unavailable."""
     fail_on_pending_migrations: bool = True
     """Readiness answers 503 while the schema is behind the migration head."""
+    show_details: Literal["always", "never", "authenticated"] | Callable[[Any], bool] = "authenticated"
+    """Who sees detail fields (locations, pool figures, measurements) in ``/health/ready``: ``"authenticated"``
+    shows them when the app's authentication middleware set ``request.user`` (Spring Boot Actuator's
+    ``show-details``), or a predicate receiving the request. Credentials and URLs are never shown."""
+    guards: tuple[Callable[..., Any], ...] = ()
+    """Litestar guards applied to both health routes (e.g. to keep them on an internal network)."""
 
     def __post_init__(self) -> None:
         _check(self.path.startswith("/"), "health.path", self.path, "must start with '/'")
+        details = self.show_details
+        ok = callable(details) or details in ("always", "never", "authenticated")
+        _check(ok, "health.show_details", details, "must be always, never, authenticated or a predicate")
+        object.__setattr__(self, "guards", tuple(self.guards))
+        _check(all(callable(g) for g in self.guards), "health.guards", self.guards, "items must be callables")
         _positive(self.cache_seconds, "health.cache_seconds", allow_zero=True)
         _positive(self.probe_timeout_seconds, "health.probe_timeout_seconds")
         _positive(self.retry_after_seconds, "health.retry_after_seconds")

@@ -26,12 +26,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from sqlalchemy.sql import Executable
 
-from litestar_db.config import DatabaseConfig
+from litestar_db.config import DatabaseConfig, ReplicaConfig
 from litestar_db.engines import create_engine_for
 from litestar_db.errors import PoolTimeoutError, translate_error
 from litestar_db.replicas import ReplicaRouter
 from litestar_db.session import AsyncSession
-from litestar_db.stats import DatabaseStats, EngineCounters, instrument_engine
+from litestar_db.stats import DatabaseStats, EngineCounters, EngineTarget, instrument_engine
 from litestar_db.transactions import atomic, run_in_transaction
 
 if TYPE_CHECKING:
@@ -85,6 +85,7 @@ class Database:
         """Factory of primary sessions (see :meth:`make_sessionmaker`)."""
         self._retried = 0
         self._probe_engine: AsyncEngine | None = None
+        self._replica_probe_engines: dict[str, AsyncEngine] = {}
         self._closed = False
         self._migrations: Migrations | None = None
         rw = config.read_write
@@ -125,15 +126,45 @@ class Database:
         self._retried += 1
 
     def record_error(self, exc: BaseException, engine: str = "primary") -> None:
-        """Count errors that no engine event sees (pool checkout timeouts)."""
-        if isinstance(exc, PoolTimeoutError) and engine in self._counters:
-            self._counters[engine].checkout_timeouts += 1
+        """Count errors that no engine event sees: checkout timeouts of a pool that does not count them itself
+        (every pooled engine of :func:`~litestar_db.engines.create_engine_for` does)."""
+        counters = self._counters.get(engine)
+        if isinstance(exc, PoolTimeoutError) and counters is not None and not counters.pool_instrumented:
+            counters.checkout_timeouts += 1
 
-    async def get_stats(self) -> DatabaseStats:
-        """Pool and usage figures of every engine.
+    def engine_targets(self) -> list[EngineTarget]:
+        """Every server this database uses, primary first (replicas follow when the read/write split has them).
+
+        Health probes, :meth:`get_stats` and the Prometheus collector iterate this list, so a server listed here
+        is probed, counted and exported without further wiring.
 
         Returns:
-            A :class:`~litestar_db.stats.DatabaseStats` (msgspec Struct; ``msgspec.json.encode`` it for JSON).
+            A list of :class:`EngineTarget`.
+        """
+        targets = [EngineTarget("primary", "primary", self.engine, self.probe_engine(), self.config.pool.max_size)]
+        replicas = self.router.replica_set.replicas if self.router is not None else ()
+        for state in replicas:
+            replica = self._replica_configs().get(state.name)
+            if replica is None:
+                continue
+            pool = replica.pool or self.config.pool
+            probe = self._replica_probe_engines.get(state.name)
+            if probe is None:
+                url = self.config.replica_url(replica)
+                probe = create_engine_for(self.config, url, pool, null_pool=True)
+                self._replica_probe_engines[state.name] = probe
+            targets.append(EngineTarget(state.name, "replica", state.engine, probe, pool.max_size, state))
+        return targets
+
+    def _replica_configs(self) -> dict[str, ReplicaConfig]:
+        replicas = self.config.read_write.replicas
+        return {r.name or f"replica{i}": r for i, r in enumerate(replicas, start=1)}
+
+    def stats_snapshot(self) -> DatabaseStats:
+        """Pool and usage figures of every engine, read synchronously (no I/O; used at Prometheus scrape time).
+
+        Returns:
+            A :class:`~litestar_db.stats.DatabaseStats`.
         """
         counters = self._counters["primary"]
         primary = counters.engine_stats(
@@ -146,6 +177,17 @@ class Database:
             checkout_timeouts=sum(c.checkout_timeouts for c in self._counters.values())
             + sum(c.checkout_timeouts for c in (self.router.counters.values() if self.router else ())),
         )
+
+    async def get_stats(self) -> DatabaseStats:
+        """Pool and usage figures of every engine (the users' guide's ``await db.get_stats()``).
+
+        Returns:
+            A :class:`~litestar_db.stats.DatabaseStats` (msgspec Struct; ``msgspec.json.encode`` it for JSON): per
+            engine the pool (size, checked out, idle, overflow, waiting, checkout timeouts, connections created
+            and invalidated), statement counts (queries, errors, slow queries with the slowest normalized
+            statements), transactions committed and rolled back, routed reads; overall the retried units of work.
+        """
+        return self.stats_snapshot()
 
     # -- access ----------------------------------------------------------------------------------------------
     def new_session(self) -> AsyncSession:
@@ -373,6 +415,7 @@ class Database:
         if self.router is not None:
             await self.router.dispose()
         engines = [self.engine, *([self._probe_engine] if self._probe_engine else [])]
+        engines += self._replica_probe_engines.values()
         await asyncio.gather(*(e.dispose() for e in engines), return_exceptions=True)
 
 

@@ -34,6 +34,7 @@ from litestar.cli._utils import LitestarGroup
 
 from litestar_db.config import DatabaseConfig
 from litestar_db.errors import DatabaseUnavailableError, translate_error
+from litestar_db.litestar.cli_stats import stats_command
 from litestar_db.migrations import (
     MigrationError,
     MigrationFailedError,
@@ -139,6 +140,7 @@ def database_group(ctx: click.Context, verbose: bool) -> None:
 
 
 add_migration_commands(database_group)
+database_group.add_command(stats_command)
 
 _verbose = click.option("--verbose", is_flag=True, default=False, help="Show tracebacks of errors.")
 _sql = click.option("--sql", is_flag=True, default=False, help="Print the SQL for offline migrations; change nothing.")
