@@ -2,25 +2,25 @@
 
 A custom collector reads the figures synchronously at scrape time (no background task, nothing to keep in step):
 
-=================================== ======= ==================================================================
-name                                type    labels (besides ``database`` = registry alias, ``engine``)
-=================================== ======= ==================================================================
-``db_pool_connections``             gauge   ``state``: ``checked_out``, ``idle``, ``overflow``, ``waiting``
-``db_pool_size``                    gauge   configured persistent connections (``pool.min_size``)
-``db_pool_max_size``                gauge   configured upper bound (``pool.max_size``)
-``db_pool_checkout_timeouts_total`` counter checkouts that gave up after ``pool.timeout``
-``db_connections_created_total``    counter server connections opened
+==================================== ======= ==================================================================
+name                                 type    labels (besides ``database`` = registry alias, ``engine``)
+==================================== ======= ==================================================================
+``db_pool_connections``              gauge   ``state``: ``checked_out``, ``idle``, ``overflow``, ``waiting``
+``db_pool_size``                     gauge   configured persistent connections (``pool.min_size``)
+``db_pool_max_size``                 gauge   configured upper bound (``pool.max_size``)
+``db_pool_checkout_timeouts_total``  counter checkouts that gave up after ``pool.timeout``
+``db_connections_created_total``     counter server connections opened
 ``db_connections_invalidated_total`` counter connections discarded as broken or stale
-``db_queries_total``                counter statements executed
-``db_query_errors_total``           counter driver errors
-``db_slow_queries_total``           counter statements slower than ``slow_query_seconds``
-``db_transactions_total``           counter ``outcome``: ``committed``, ``rolled_back``
-``db_routed_reads_total``           counter reads routed to the engine by the read/write split
-``db_replica_lag_seconds``          gauge   replicas, when measured
-``db_replica_lag_bytes``            gauge   replicas, when measured
-``db_replica_ejected``              gauge   replicas: 1 while out of rotation
-``db_transactions_retried_total``   counter ``database`` only: units of work re-run
-=================================== ======= ==================================================================
+``db_queries_total``                 counter statements executed
+``db_query_errors_total``            counter driver errors
+``db_slow_queries_total``            counter statements slower than ``slow_query_seconds``
+``db_transactions_total``            counter ``outcome``: ``committed``, ``rolled_back``
+``db_routed_reads_total``            counter reads routed to the engine by the read/write split
+``db_replica_lag_seconds``           gauge   replicas, when measured
+``db_replica_lag_bytes``             gauge   replicas, when measured
+``db_replica_ejected``               gauge   replicas: 1 while out of rotation
+``db_transactions_retried_total``    counter ``database`` only: units of work re-run
+==================================== ======= ==================================================================
 
 :class:`~litestar_db.litestar.plugin.DatabasePlugin` calls :func:`register_collector` for prometheus-client's
 default registry when the package is installed, so Litestar's integration serves the figures::

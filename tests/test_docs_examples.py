@@ -26,6 +26,7 @@ from docs.examples import (
     configuration,
     deploy_migrations,
     errors_example,
+    health_app,
     litestar_app,
     monitoring,
     pitfalls,
@@ -343,8 +344,6 @@ async def test_deploy_migrations(db_url: str) -> None:
 
 
 async def test_health_app(sqlite_url: str) -> None:
-    pytest.importorskip("litestar_db.health", reason="the health controller is not merged yet")
-    health_app = importlib.import_module("docs.examples.health_app")
     async with AsyncTestClient(health_app.create_app(sqlite_url)) as client:
         live = await client.get("/health/live")
         assert (live.status_code, live.json()["status"]) == (200, "pass")
