@@ -161,7 +161,16 @@ def _owner(module_name: str, name: str, modules: list[str]) -> str:
     obj = getattr(importlib.import_module(module_name), name)
     if inspect.isclass(obj) or inspect.isroutine(obj):
         owner = getattr(obj, "__module__", module_name)
-        return owner if owner in modules else module_name
+        if owner in modules:
+            return str(owner)
+        # defined in a private module: documented once, in the deepest public module that exports it
+        exporters = [
+            m
+            for m in modules
+            if name in getattr(importlib.import_module(m), "__all__", ())
+            and getattr(importlib.import_module(m), name) is obj
+        ]
+        return max(exporters, key=lambda m: (m.count("."), m), default=module_name)
     for other in modules:
         submodule = importlib.import_module(other) if other.startswith(f"{module_name}.") else None
         if submodule is not None and name in getattr(submodule, "__all__", ()) and getattr(submodule, name) is obj:
