@@ -100,8 +100,7 @@ async def atomic(session: _S, isolation_level: str | None = None) -> AsyncIterat
         except BaseException:
             # ACTIVE, or DEACTIVE after a failed flush (is_active is False then, but the SAVEPOINT must still be
             # rolled back, else the whole session stays in "pending rollback")
-            sync = savepoint.sync_transaction
-            if sync is not None and sync._rollback_can_be_called():
+            if savepoint.is_active or session.sync_session.get_nested_transaction() is savepoint.sync_transaction:
                 await savepoint.rollback()
             raise
         if savepoint.is_active:
