@@ -80,6 +80,9 @@ def config_kwargs_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     if app_name := env.get("DATABASE_APPLICATION_NAME"):
         kwargs["connection"] = ConnectionConfig(application_name=app_name)
     replica_urls = [u.strip() for u in (env.get("DATABASE_REPLICA_URLS") or "").split(",") if u.strip()]
+    if replica_urls and not env.get("DATABASE_URL"):
+        msg = "set DATABASE_URL to the PostgreSQL primary (the default is SQLite, which has no replicas)"
+        raise ConfigurationError("DATABASE_URL", None, msg)
     if replica_urls:
         replicas = tuple(ReplicaConfig(url=u, name=f"replica{i}") for i, u in enumerate(replica_urls, start=1))
         kwargs["read_write"] = ReadWriteConfig(enable_read_write_split=True, replicas=replicas)

@@ -36,7 +36,7 @@ def positive(value: float | None, field_name: str, *, allow_zero: bool = False, 
     if value is None and optional:
         return
     ok = isinstance(value, int | float) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
-    check(ok, field_name, value, "must be >= 0" if allow_zero else "must be > 0")
+    check(ok, field_name, value, "must be a number >= 0" if allow_zero else "must be a number > 0")
 
 
 def parse_url(raw: str, field_name: str) -> URL:

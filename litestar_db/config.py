@@ -123,7 +123,12 @@ class PoolConfig:
         positive(self.timeout, "pool.timeout")
         ok_recycle = isinstance(self.recycle, int | float) and (self.recycle == -1 or self.recycle > 0)
         check(ok_recycle, "pool.recycle", self.recycle, "must be > 0 seconds or -1")
-        check(self.reset_on_return in ("rollback", "commit", None), "pool.reset_on_return", self.reset_on_return, "")
+        check(
+            self.reset_on_return in ("rollback", "commit", None),
+            "pool.reset_on_return",
+            self.reset_on_return,
+            "must be 'rollback', 'commit' or None",
+        )
 
     @property
     def overflow(self) -> int:

@@ -26,6 +26,8 @@ SECRET = "s3cr3t-pa55"
         (lambda: PoolConfig(min_size=30, max_size=20), "pool.min_size"),
         (lambda: PoolConfig(min_size=5, max_size=20, max_overflow=3), "pool.max_overflow"),
         (lambda: PoolConfig(timeout=0), "pool.timeout"),
+        (lambda: PoolConfig(reset_on_return="sometimes"), "pool.reset_on_return"),  # type: ignore[arg-type]
+        (lambda: DatabaseConfig(slow_query_seconds="abc"), "slow_query_seconds"),  # type: ignore[arg-type]
         (lambda: ConnectionConfig(port=70000), "connection.port"),
         (lambda: ConnectionConfig(port=0), "connection.port"),
         (lambda: ConnectionConfig(host=""), "connection.host"),
@@ -44,6 +46,7 @@ def test_invalid_field_names_field_and_hides_password(build: object, field: str)
         build()  # type: ignore[operator]
     assert info.value.field == field
     assert field in str(info.value)
+    assert not str(info.value).rstrip().endswith(":")  # a reason always follows
     assert SECRET not in str(info.value)
     assert SECRET not in repr(info.value)
 
@@ -109,6 +112,7 @@ def test_from_env_defaults_to_sqlite_file() -> None:
         ({"DATABASE_POOL_TIMEOUT": "-3"}, "DATABASE_POOL_TIMEOUT"),
         ({"DATABASE_ECHO": "maybe"}, "DATABASE_ECHO"),
         ({"DATABASE_URL": f"postgresql://u:{SECRET}@h:99999/d"}, "url"),
+        ({"DATABASE_REPLICA_URLS": f"postgresql://u:{SECRET}@r/d"}, "DATABASE_URL"),
     ],
 )
 def test_from_env_errors_name_the_variable(env: dict[str, str], field: str) -> None:
