@@ -139,6 +139,11 @@ class Server:
         assert self.process is not None
         return self.process.pid
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the server process has used so far (``/proc/<pid>/stat``)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def command(self) -> list[str]:
         """The uvicorn command line (uvloop/httptools when installed, else uvicorn's pure-Python defaults)."""
         cmd = [sys.executable, "-m", "uvicorn", self.app, "--host", "127.0.0.1", "--port", str(self.port)]

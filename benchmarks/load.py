@@ -27,10 +27,7 @@ __all__ = ("ENDPOINTS", "Endpoint", "LoadResult", "run_load", "wrk_version")
 
 _LUA_COMMON = """
 local headers = {["Content-Type"] = "application/json"}
-local limit = %(limit)d
-local seen = 0
 %(request)s
-%(response)s
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -38,12 +35,6 @@ done = function(summary, latency, requests)
     '"non_2xx":%%d,"timeouts":%%d,"p50_us":%%d,"p90_us":%%d,"p99_us":%%d,"mean_us":%%f,"max_us":%%d}\\n',
     summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.mean, latency.max))
-end
-"""
-_LUA_STOP = """
-response = function(status, headers, body)
-  seen = seen + 1
-  if seen >= limit then wrk.thread:stop() end
 end
 """
 
@@ -56,10 +47,9 @@ class Endpoint:
     lua: str
     """Body of a Lua ``request()`` returning ``wrk.format(...)``; ``ITEMS``/``ACCOUNTS`` are substituted."""
 
-    def lua_script(self, items: int, accounts: int, limit: int = 0) -> str:
+    def lua_script(self, items: int, accounts: int) -> str:
         request = self.lua.replace("ITEMS", str(items)).replace("ACCOUNTS", str(accounts))
-        response = _LUA_STOP if limit else ""
-        return _LUA_COMMON % {"request": request, "response": response, "limit": limit}
+        return _LUA_COMMON % {"request": request}
 
     def python_request(self, rng: random.Random, items: int, accounts: int) -> tuple[str, str, bytes | None]:
         """``(method, path, json body)`` of one request, drawn like the Lua script draws it."""
@@ -122,9 +112,17 @@ class LoadResult:
     errors: int
     """Socket errors and timeouts."""
     non_2xx: int
+    server_cpu_s: float = 0.0
+    """CPU seconds (user + system) the server process used during the run; 0 when not measured."""
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        """Server CPU microseconds per request: the cost of the stack, much less sensitive than req/s to other
+        processes competing for the cores (it does not count the time a request waits)."""
+        return round(1e6 * self.server_cpu_s / self.requests, 1) if self.requests else 0.0
 
     def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+        return {**asdict(self), "cpu_us_per_request": self.cpu_us_per_request}
 
 
 def wrk_version() -> str | None:
@@ -161,9 +159,8 @@ def run_load(
     items: int,
     accounts: int,
     generator: str,
-    requests: int = 0,
 ) -> LoadResult:
-    """Load ``base_url`` with ``endpoint``'s mix for ``seconds`` (or until ``requests`` responses, if > 0).
+    """Load ``base_url`` with ``endpoint``'s mix for ``seconds`` (whole seconds with wrk).
 
     Args:
         generator: ``"wrk"`` or ``"python"``.
@@ -173,14 +170,14 @@ def run_load(
     """
     if generator == "wrk":
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-            script.write(endpoint.lua_script(items, accounts, limit=requests))
-        duration = f"{int(seconds)}s" if not requests else "3600s"
+            script.write(endpoint.lua_script(items, accounts))
+        duration = f"{max(int(seconds), 1)}s"
         cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}", "--timeout", "10s", "-s", script.name, base_url]
     else:
         cmd = [sys.executable, "-m", "benchmarks.load", base_url, endpoint.name, str(connections), str(seconds)]
-        cmd += [str(items), str(accounts), str(requests)]
+        cmd += [str(items), str(accounts)]
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=seconds + 3700)
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=seconds + 120)
     finally:
         if generator == "wrk":
             Path(script.name).unlink(missing_ok=True)
@@ -192,20 +189,19 @@ def run_load(
 
 
 async def _python_client(
-    base_url: str, endpoint: Endpoint, connections: int, seconds: float, items: int, accounts: int, limit: int
+    base_url: str, endpoint: Endpoint, connections: int, seconds: float, items: int, accounts: int
 ) -> dict[str, float]:
     import httpx
 
     latencies: list[float] = []
-    counts = {"non_2xx": 0, "errors": 0, "sent": 0}
+    counts = {"non_2xx": 0, "errors": 0}
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     started = time.perf_counter()
-    deadline = started + (seconds if not limit else 3600.0)
+    deadline = started + seconds
 
     async def worker(client: httpx.AsyncClient, rng: random.Random) -> None:
         headers = {"content-type": "application/json"}
-        while time.perf_counter() < deadline and (not limit or counts["sent"] < limit):
-            counts["sent"] += 1
+        while time.perf_counter() < deadline:
             method, path, body = endpoint.python_request(rng, items, accounts)
             t0 = time.perf_counter()
             try:
@@ -237,7 +233,7 @@ async def _python_client(
 
 
 def main() -> None:
-    """``python -m benchmarks.load URL ENDPOINT CONNECTIONS SECONDS ITEMS ACCOUNTS [REQUESTS]``."""
+    """``python -m benchmarks.load URL ENDPOINT CONNECTIONS SECONDS ITEMS ACCOUNTS``."""
     parser = argparse.ArgumentParser(description="Python fallback load client (closed loop, keep-alive).")
     parser.add_argument("url")
     parser.add_argument("endpoint", choices=sorted(ENDPOINTS))
@@ -245,11 +241,8 @@ def main() -> None:
     parser.add_argument("seconds", type=float)
     parser.add_argument("items", type=int)
     parser.add_argument("accounts", type=int)
-    parser.add_argument("requests", type=int, nargs="?", default=0)
     a = parser.parse_args()
-    data = asyncio.run(
-        _python_client(a.url, ENDPOINTS[a.endpoint], a.connections, a.seconds, a.items, a.accounts, a.requests)
-    )
+    data = asyncio.run(_python_client(a.url, ENDPOINTS[a.endpoint], a.connections, a.seconds, a.items, a.accounts))
     sys.stdout.write("BENCHJSON " + json.dumps(data) + "\n")
 
 

@@ -1,11 +1,12 @@
 """Memory check: does litestar_db's server grow under a long run of requests?
 
-    python -m benchmarks.memory                 # 100k requests in 10 batches after a 10k warm-up
+    python -m benchmarks.memory                 # >= 100k requests in 10 s batches after a >= 10k warm-up
     python -m benchmarks.memory --requests 200000 --contender handwritten
 
 One contender (litestar_db by default) is served as in the benchmark and loaded on the read endpoint with
 32 connections. Its resident set size (RSS, from psutil or ``/proc/<pid>/status``) is sampled after the
-warm-up and after every batch. Reported: each sample, and the growth from the post-warm-up sample to the last one
+warm-up and after every batch (wrk runs for a duration, so batches are timed and the run stops at the first sample
+past ``--requests``). Reported: each sample, and the growth from the post-warm-up sample to the last one
 (goal: within ±5 %). Exit status 1 when the growth is outside ``--tolerance``. A script, not a test.
 """
 
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--contender", choices=sorted(CONTENDERS), default="litestar_db")
     p.add_argument("--endpoint", choices=sorted(ENDPOINTS), default="read")
     p.add_argument("--requests", type=int, default=100_000, help="measured requests (after the warm-up)")
-    p.add_argument("--batches", type=int, default=10, help="RSS samples taken during the measured requests")
+    p.add_argument("--batch-seconds", type=float, default=10, help="load between two RSS samples (seconds)")
     p.add_argument("--warmup", type=int, default=10_000, help="requests before the baseline sample")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--tolerance", type=float, default=5.0, help="allowed growth, percent")
@@ -53,30 +54,30 @@ def main(argv: list[str] | None = None) -> int:
         samples.append((0, rss_bytes(server.pid)))
         print(f"{args.contender}: RSS at start {samples[0][1] / 2**20:.1f} MiB; load generator {generator}", flush=True)
 
-        def load(count: int) -> None:
+        def load(seconds: float) -> int:
             result = run_load(
                 server.base_url,
                 ENDPOINTS[args.endpoint],
                 connections=args.connections,
-                seconds=0,
+                seconds=seconds,
                 items=10000,
                 accounts=1000,
                 generator=generator,
-                requests=count,
             )
             if result.errors or result.non_2xx:
                 msg = f"{result.errors} errors and {result.non_2xx} non-2xx answers during the memory run"
                 raise RuntimeError(msg)
+            return result.requests
 
-        load(args.warmup)
-        done = 0
+        warm = 0
+        while warm < args.warmup:
+            warm += load(5)
         baseline = rss_bytes(server.pid)
-        samples.append((done, baseline))
-        print(f"after {args.warmup} warm-up requests: {baseline / 2**20:.1f} MiB (baseline)", flush=True)
-        per_batch = args.requests // args.batches
-        for _ in range(args.batches):
-            load(per_batch)
-            done += per_batch
+        samples.append((0, baseline))
+        print(f"after {warm} warm-up requests: {baseline / 2**20:.1f} MiB (baseline)", flush=True)
+        done = 0
+        while done < args.requests:
+            done += load(args.batch_seconds)
             rss = rss_bytes(server.pid)
             samples.append((done, rss))
             print(

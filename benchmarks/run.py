@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import platform
@@ -65,8 +66,9 @@ def summarize(rounds: dict[str, dict[str, list[LoadResult]]]) -> dict[str, Any]:
         rounds: ``endpoint → contender → one LoadResult per measured round``.
 
     Returns:
-        ``{endpoint: {"contenders": {...}, "ratios": {...}}}``; a ratio is the median req/s of litestar_db over
-        the baseline's, with the range of the per-round (paired, adjacent in time) ratios beside it.
+        ``{endpoint: {"contenders": {...}, "ratios": {...}}}``; ``ratio`` is the median req/s of litestar_db over
+        the baseline's, with the range of the per-round (paired, adjacent in time) ratios beside it; ``cpu_ratio``
+        is the baseline's median server CPU per request over litestar_db's (> 1: litestar_db costs less CPU).
     """
     out: dict[str, Any] = {}
     for endpoint, by_contender in rounds.items():
@@ -77,6 +79,7 @@ def summarize(rounds: dict[str, dict[str, list[LoadResult]]]) -> dict[str, Any]:
                 "rps_max": max(r.rps for r in results),
                 "p50_ms": round(statistics.median(r.p50_ms for r in results), 2),
                 "p99_ms": round(statistics.median(r.p99_ms for r in results), 2),
+                "cpu_us_per_request": round(statistics.median(r.cpu_us_per_request for r in results), 1),
                 "errors": sum(r.errors + r.non_2xx for r in results),
             }
             for name, results in by_contender.items()
@@ -87,27 +90,34 @@ def summarize(rounds: dict[str, dict[str, list[LoadResult]]]) -> dict[str, Any]:
             theirs = by_contender.get(base)
             if ours and theirs and stats[base]["rps"]:
                 paired = [a.rps / b.rps for a, b in zip(ours, theirs, strict=True) if b.rps]
+                cpu_ours = stats["litestar_db"]["cpu_us_per_request"]
                 ratios[f"litestar_db/{base}"] = {
                     "ratio": round(stats["litestar_db"]["rps"] / stats[base]["rps"], 3),
                     "paired_min": round(min(paired), 3),
                     "paired_max": round(max(paired), 3),
+                    "cpu_ratio": round(stats[base]["cpu_us_per_request"] / cpu_ours, 3) if cpu_ours else None,
                 }
         out[endpoint] = {"contenders": stats, "ratios": ratios}
     return out
 
 
 def print_table(summary: dict[str, Any]) -> None:
-    """The human-readable table."""
-    print(f"\n{'endpoint':<9} {'contender':<12} {'req/s':>8} {'(min-max)':>15} {'p50 ms':>8} {'p99 ms':>8} {'err':>4}")
+    """The human-readable table: req/s (median and range over rounds), latency, server CPU per request, ratios."""
+    head = f"{'endpoint':<9} {'contender':<12} {'req/s':>7} {'(min-max)':>13} {'p50 ms':>7} {'p99 ms':>7}"
+    print(f"\n{head} {'CPU us/req':>10} {'err':>4}")
     for endpoint, data in summary.items():
         for name, s in data["contenders"].items():
             spread = f"({s['rps_min']:.0f}-{s['rps_max']:.0f})"
             print(
-                f"{endpoint:<9} {name:<12} {s['rps']:>8.0f} {spread:>15} {s['p50_ms']:>8.2f} {s['p99_ms']:>8.2f}"
-                f" {s['errors']:>4}"
+                f"{endpoint:<9} {name:<12} {s['rps']:>7.0f} {spread:>13} {s['p50_ms']:>7.2f} {s['p99_ms']:>7.2f}"
+                f" {s['cpu_us_per_request']:>10.0f} {s['errors']:>4}"
             )
         for label, r in data["ratios"].items():
-            print(f"{'':<9} {label:<24} {r['ratio']:>6.2f}x   (per round {r['paired_min']:.2f}-{r['paired_max']:.2f})")
+            cpu = f"{r['cpu_ratio']:.2f}x" if r["cpu_ratio"] else "-"
+            print(
+                f"{'':<9} {label:<24} req/s {r['ratio']:>5.2f}x (per round {r['paired_min']:.2f}-"
+                f"{r['paired_max']:.2f}); CPU/request {cpu}"
+            )
         print()
 
 
@@ -160,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"verified {server.name} on {server.base_url}", flush=True)
 
             def load(server: Server, endpoint: str, seconds: float) -> LoadResult:
-                return run_load(
+                cpu_before = server.cpu_seconds()
+                result = run_load(
                     server.base_url,
                     ENDPOINTS[endpoint],
                     connections=args.connections,
@@ -169,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                     accounts=args.accounts,
                     generator=generator,
                 )
+                return dataclasses.replace(result, server_cpu_s=round(server.cpu_seconds() - cpu_before, 3))
 
             for endpoint in endpoints:
                 for server in servers.values():
@@ -180,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                         rounds[endpoint][server.name].append(result)
                         print(
                             f"round {n} {endpoint:<8} {server.name:<12} {result.rps:8.1f} req/s "
+                            f"cpu {result.cpu_us_per_request:6.0f} us/req "
                             f"p50 {result.p50_ms:6.2f} ms p99 {result.p99_ms:6.2f} ms "
                             f"errors {result.errors + result.non_2xx}",
                             flush=True,
