@@ -41,5 +41,14 @@ bench: $(BENCH_STAMP)
 		|| echo "wrk is not installed: falling back to the Python load client (python -m benchmarks.load)"
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
+## The documentation (English + Chinese, API reference) into docs/_build/html; every warning is an error.
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev,server,metrics,docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

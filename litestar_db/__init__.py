@@ -26,6 +26,7 @@ from litestar_db.database import (
     connection,
     get_database,
     initialize_database,
+    primary,
     read_replica,
     session,
     transaction,
@@ -37,12 +38,15 @@ from litestar_db.errors import (
     NotFoundError,
     ReadOnlyError,
 )
+from litestar_db.session import AsyncSession
 from litestar_db.stats import DatabaseStats
+from litestar_db.transactions import run_in_transaction, transactional
 
 if TYPE_CHECKING:
     from litestar_db.litestar.plugin import DatabasePlugin
 
 __all__ = (
+    "AsyncSession",
     "ConfigurationError",
     "ConflictError",
     "ConnectionConfig",
@@ -66,9 +70,12 @@ __all__ = (
     "connection",
     "get_database",
     "initialize_database",
+    "primary",
     "read_replica",
+    "run_in_transaction",
     "session",
     "transaction",
+    "transactional",
 )
 
 

@@ -59,7 +59,7 @@ def config_kwargs_from_env(env: Mapping[str, str]) -> dict[str, Any]:
         ("DATABASE_POOL_RECYCLE", "recycle", float),
         ("DATABASE_POOL_PRE_PING", "pre_ping", _bool),
     ):
-        value = _get(env, name, conv)  # type: ignore[arg-type]
+        value = _get(env, name, conv)
         if value is not None:
             pool[key] = value
     if "min_size" in pool and "max_size" not in pool:
@@ -74,7 +74,7 @@ def config_kwargs_from_env(env: Mapping[str, str]) -> dict[str, Any]:
         ("DATABASE_STATEMENT_TIMEOUT", "statement_timeout", float),
         ("DATABASE_SLOW_QUERY_SECONDS", "slow_query_seconds", float),
     ):
-        value = _get(env, name, conv)  # type: ignore[arg-type]
+        value = _get(env, name, conv)
         if value is not None:
             kwargs[key] = value
     if app_name := env.get("DATABASE_APPLICATION_NAME"):

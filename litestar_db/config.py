@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from advanced_alchemy.exceptions import ImproperConfigurationError
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL
+
+from litestar_db._validation import ConfigurationError, check, driver_url, mask_url, parse_url, positive
 
 __all__ = (
     "ConfigurationError",
@@ -37,41 +37,11 @@ _ISOLATION_LEVELS = frozenset(
 RoutingStrategy = Literal["round_robin", "random", "least_lag"]
 
 
-class ConfigurationError(ImproperConfigurationError, ValueError):
-    """A configuration value is invalid.
-
-    Raised at construction time (never at first use). ``field`` is the dotted name of the offending field
-    (``"pool.max_size"``, ``"url"``, ``"DATABASE_POOL_SIZE"``); the message never contains a password.
-
-    Args:
-        field: Dotted field name, or the environment variable that carried the value.
-        value: The rejected value (already masked by the caller when it may hold a secret).
-        reason: What is wrong, in a few words.
-    """
-
-    def __init__(self, field: str, value: object, reason: str) -> None:
-        self.field = field
-        self.value = value
-        super().__init__(f"invalid {field}={value!r}: {reason}")
-
-
 class DatabaseType(str, enum.Enum):
     """The database backend; selects the async driver (asyncpg or aiosqlite)."""
 
     POSTGRESQL = "postgresql"
     SQLITE = "sqlite"
-
-
-def _check(ok: bool, field_name: str, value: object, reason: str) -> None:
-    if not ok:
-        raise ConfigurationError(field_name, value, reason)
-
-
-def _positive(value: float | None, field_name: str, *, allow_zero: bool = False, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
-    _check(ok, field_name, value, "must be >= 0" if allow_zero else "must be > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +63,13 @@ class ConnectionConfig:
     and gives each prepared statement a unique name (also ``?pgbouncer=true`` in a URL)."""
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.host, str) and bool(self.host), "connection.host", self.host, "must be a non-empty string")
+        check(
+            isinstance(self.host, str) and bool(self.host), "connection.host", self.host, "must be a non-empty string"
+        )
         ok_port = isinstance(self.port, int) and not isinstance(self.port, bool) and 1 <= self.port <= 65535
-        _check(ok_port, "connection.port", self.port, "must be an integer between 1 and 65535")
-        _check(isinstance(self.database, str) and bool(self.database), "connection.database", self.database, "empty")
-        _positive(self.connect_timeout, "connection.connect_timeout")
+        check(ok_port, "connection.port", self.port, "must be an integer between 1 and 65535")
+        check(isinstance(self.database, str) and bool(self.database), "connection.database", self.database, "empty")
+        positive(self.connect_timeout, "connection.connect_timeout")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,15 +115,15 @@ class PoolConfig:
         for name in ("min_size", "max_size"):
             value = getattr(self, name)
             ok = isinstance(value, int) and not isinstance(value, bool) and value >= (0 if name == "min_size" else 1)
-            _check(ok, f"pool.{name}", value, "must be an integer >= " + ("0" if name == "min_size" else "1"))
-        _check(self.min_size <= self.max_size, "pool.min_size", self.min_size, f"exceeds max_size={self.max_size}")
+            check(ok, f"pool.{name}", value, "must be an integer >= " + ("0" if name == "min_size" else "1"))
+        check(self.min_size <= self.max_size, "pool.min_size", self.min_size, f"exceeds max_size={self.max_size}")
         if self.max_overflow is not None:
             expected = self.max_size - self.min_size
-            _check(self.max_overflow == expected, "pool.max_overflow", self.max_overflow, f"must be {expected}")
-        _positive(self.timeout, "pool.timeout")
+            check(self.max_overflow == expected, "pool.max_overflow", self.max_overflow, f"must be {expected}")
+        positive(self.timeout, "pool.timeout")
         ok_recycle = isinstance(self.recycle, int | float) and (self.recycle == -1 or self.recycle > 0)
-        _check(ok_recycle, "pool.recycle", self.recycle, "must be > 0 seconds or -1")
-        _check(self.reset_on_return in ("rollback", "commit", None), "pool.reset_on_return", self.reset_on_return, "")
+        check(ok_recycle, "pool.recycle", self.recycle, "must be > 0 seconds or -1")
+        check(self.reset_on_return in ("rollback", "commit", None), "pool.reset_on_return", self.reset_on_return, "")
 
     @property
     def overflow(self) -> int:
@@ -177,11 +149,13 @@ class ReplicaConfig:
     """Pool settings for this replica; the primary's when ``None``."""
 
     def __post_init__(self) -> None:
-        _check((self.url is None) != (self.connection is None), "read_write.replicas", self.name, "give url or connection")
+        check(
+            (self.url is None) != (self.connection is None), "read_write.replicas", self.name, "give url or connection"
+        )
         ok = isinstance(self.weight, int) and not isinstance(self.weight, bool) and self.weight >= 1
-        _check(ok, "read_write.replicas.weight", self.weight, "must be an integer >= 1")
+        check(ok, "read_write.replicas.weight", self.weight, "must be an integer >= 1")
         if self.url is not None:
-            _parse_url(self.url, "read_write.replicas.url")
+            parse_url(self.url, "read_write.replicas.url")
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,9 +180,9 @@ class ReadWriteConfig:
     """Read from the primary when no replica is healthy (else raise ``DatabaseUnavailableError``)."""
     monitor_interval_seconds: float = 2.0
     """Seconds between lag/health probes of each replica."""
-    token_transport: Literal["cookie", "header"] = "cookie"
+    token_transport: Literal["cookie", "header"] = "cookie"  # noqa: S105
     """How the read-your-writes token travels to the client."""
-    token_name: str = "litestar-db-lsn"
+    token_name: str = "litestar-db-lsn"  # noqa: S105
     """Cookie or header name of the read-your-writes token."""
     token_secret: str | None = field(default=None, repr=False)
     """HMAC key signing the token; random per process when ``None`` (set it when running several instances)."""
@@ -217,18 +191,18 @@ class ReadWriteConfig:
         replicas = tuple(self.replicas)
         object.__setattr__(self, "replicas", replicas)
         for item in replicas:
-            _check(isinstance(item, ReplicaConfig), "read_write.replicas", item, "items must be ReplicaConfig")
+            check(isinstance(item, ReplicaConfig), "read_write.replicas", item, "items must be ReplicaConfig")
         ok_strategy = self.strategy in ("round_robin", "random", "least_lag")
-        _check(ok_strategy, "read_write.strategy", self.strategy, "must be round_robin, random or least_lag")
-        _positive(self.max_lag_seconds, "read_write.max_lag_seconds", optional=True)
-        _positive(self.max_lag_bytes, "read_write.max_lag_bytes", optional=True)
-        _positive(self.sticky_seconds, "read_write.sticky_seconds", allow_zero=True)
-        _positive(self.failure_cooldown_seconds, "read_write.failure_cooldown_seconds", allow_zero=True)
-        _positive(self.monitor_interval_seconds, "read_write.monitor_interval_seconds")
+        check(ok_strategy, "read_write.strategy", self.strategy, "must be round_robin, random or least_lag")
+        positive(self.max_lag_seconds, "read_write.max_lag_seconds", optional=True)
+        positive(self.max_lag_bytes, "read_write.max_lag_bytes", optional=True)
+        positive(self.sticky_seconds, "read_write.sticky_seconds", allow_zero=True)
+        positive(self.failure_cooldown_seconds, "read_write.failure_cooldown_seconds", allow_zero=True)
+        positive(self.monitor_interval_seconds, "read_write.monitor_interval_seconds")
         transport = self.token_transport
-        _check(transport in ("cookie", "header"), "read_write.token_transport", transport, "cookie or header")
+        check(transport in ("cookie", "header"), "read_write.token_transport", transport, "cookie or header")
         names = [r.name for r in replicas if r.name]
-        _check(len(names) == len(set(names)), "read_write.replicas.name", names, "names must be unique")
+        check(len(names) == len(set(names)), "read_write.replicas.name", names, "names must be unique")
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,12 +237,23 @@ class HealthConfig:
     """``Retry-After`` sent with a 503 from readiness or a request that found the database unavailable."""
     fail_on_pending_migrations: bool = True
     """Readiness answers 503 while the schema is behind the migration head."""
+    show_details: Literal["always", "never", "authenticated"] | Callable[[Any], bool] = "authenticated"
+    """Who sees detail fields (locations, pool figures, measurements) in ``/health/ready``: ``"authenticated"``
+    shows them when the app's authentication middleware set ``request.user`` (Spring Boot Actuator's
+    ``show-details``), or a predicate receiving the request. Credentials and URLs are never shown."""
+    guards: tuple[Callable[..., Any], ...] = ()
+    """Litestar guards applied to both health routes (e.g. to keep them on an internal network)."""
 
     def __post_init__(self) -> None:
-        _check(self.path.startswith("/"), "health.path", self.path, "must start with '/'")
-        _positive(self.cache_seconds, "health.cache_seconds", allow_zero=True)
-        _positive(self.probe_timeout_seconds, "health.probe_timeout_seconds")
-        _positive(self.retry_after_seconds, "health.retry_after_seconds")
+        check(self.path.startswith("/"), "health.path", self.path, "must start with '/'")
+        details = self.show_details
+        ok = callable(details) or details in ("always", "never", "authenticated")
+        check(ok, "health.show_details", details, "must be always, never, authenticated or a predicate")
+        object.__setattr__(self, "guards", tuple(self.guards))
+        check(all(callable(g) for g in self.guards), "health.guards", self.guards, "items must be callables")
+        positive(self.cache_seconds, "health.cache_seconds", allow_zero=True)
+        positive(self.probe_timeout_seconds, "health.probe_timeout_seconds")
+        positive(self.retry_after_seconds, "health.retry_after_seconds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,25 +266,6 @@ class MigrationConfig:
     """Table recording the applied revision."""
     migrate_on_startup: bool = False
     """Upgrade to head (under the migration lock) before the app serves."""
-
-
-def _parse_url(raw: str, field_name: str) -> URL:
-    try:
-        url = make_url(raw)
-    except (ArgumentError, ValueError):
-        raise ConfigurationError(field_name, _mask(raw), "not a database URL") from None
-    port = url.port
-    _check(port is None or 1 <= port <= 65535, field_name, _mask(raw), "port must be between 1 and 65535")
-    backend = url.get_backend_name()
-    _check(backend in ("postgresql", "postgres", "sqlite"), field_name, _mask(raw), "scheme must be postgresql or sqlite")
-    return url
-
-
-def _mask(raw: str) -> str:
-    try:
-        return make_url(raw).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - unparseable URL: show nothing that may hold a secret
-        return "<unparseable URL>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,20 +313,21 @@ class DatabaseConfig:
             except ValueError:
                 raise ConfigurationError("type", self.type, "must be postgresql or sqlite") from None
         if self.url is not None:
-            url = _parse_url(self.url, "url")
+            url = parse_url(self.url, "url")
+            pgbouncer = str(url.query.get("pgbouncer", "")).lower()
             inferred = DatabaseType.SQLITE if url.get_backend_name() == "sqlite" else DatabaseType.POSTGRESQL
             object.__setattr__(self, "type", inferred)
-            if url.query.get("pgbouncer", "").lower() in ("1", "true", "yes", "on"):
+            if pgbouncer in ("1", "true", "yes", "on"):
                 object.__setattr__(self, "connection", replace(self.connection, pgbouncer=True))
-        _positive(self.statement_timeout, "statement_timeout", optional=True)
-        _positive(self.slow_query_seconds, "slow_query_seconds", allow_zero=True)
+        positive(self.statement_timeout, "statement_timeout", optional=True)
+        positive(self.slow_query_seconds, "slow_query_seconds", allow_zero=True)
         level = self.isolation_level
-        _check(level is None or level.upper() in _ISOLATION_LEVELS, "isolation_level", level, "unknown isolation level")
+        check(level is None or level.upper() in _ISOLATION_LEVELS, "isolation_level", level, "unknown isolation level")
         if self.read_write.enable_read_write_split and self.type is not DatabaseType.POSTGRESQL:
             raise ConfigurationError("read_write.enable_read_write_split", True, "replicas need PostgreSQL")
 
     def __repr__(self) -> str:
-        where = _mask(self.url) if self.url else f"{self.connection.host}:{self.connection.port}"
+        where = mask_url(self.url) if self.url else f"{self.connection.host}:{self.connection.port}"
         return f"DatabaseConfig(type={self.type.value!r}, database={where!r}, pool={self.pool!r})"
 
     __str__ = __repr__
@@ -377,7 +344,7 @@ class DatabaseConfig:
             A :class:`sqlalchemy.engine.URL`; render it with ``hide_password=True`` before showing it.
         """
         if self.url is not None:
-            return _driver_url(_parse_url(self.url, "url"))
+            return driver_url(parse_url(self.url, "url"))
         if self.type is DatabaseType.SQLITE:
             return URL.create("sqlite+aiosqlite", database=self.connection.database)
         return URL.create(
@@ -396,7 +363,7 @@ class DatabaseConfig:
             A :class:`sqlalchemy.engine.URL` using ``postgresql+asyncpg``.
         """
         if replica.url is not None:
-            return _driver_url(_parse_url(replica.url, "read_write.replicas.url"))
+            return driver_url(parse_url(replica.url, "read_write.replicas.url"))
         conn = replica.connection or self.connection
         primary = self.sqlalchemy_url()
         creds = replica.credentials or CredentialsConfig(primary.username, primary.password)
@@ -435,10 +402,3 @@ class DatabaseConfig:
         kwargs = config_kwargs_from_env(env)
         kwargs.update(overrides)
         return cls(**kwargs)
-
-
-def _driver_url(url: URL) -> URL:
-    query = {k: v for k, v in url.query.items() if k != "pgbouncer"}
-    if url.get_backend_name() == "sqlite":
-        return url.set(drivername="sqlite+aiosqlite", query=query)
-    return url.set(drivername="postgresql+asyncpg", query=query)

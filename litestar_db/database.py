@@ -16,21 +16,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from contextlib import AbstractAsyncContextManager
-from pathlib import Path
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
-from typing import TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
+from sqlalchemy.sql import Executable
 
+from litestar_db._monitoring import MonitoringMixin
 from litestar_db.config import DatabaseConfig
 from litestar_db.engines import create_engine_for
-from litestar_db.errors import PoolTimeoutError, translate_error
-from litestar_db.stats import DatabaseStats, EngineCounters, EngineStats, instrument_engine
+from litestar_db.errors import translate_error
+from litestar_db.replicas import ReplicaRouter
+from litestar_db.session import AsyncSession
+from litestar_db.stats import EngineCounters, instrument_engine
 from litestar_db.transactions import atomic, run_in_transaction
+
+if TYPE_CHECKING:
+    from litestar_db.migrations import Migrations
 
 __all__ = (
     "Database",
@@ -38,6 +43,7 @@ __all__ = (
     "connection",
     "get_database",
     "initialize_database",
+    "primary",
     "read_replica",
     "session",
     "transaction",
@@ -60,7 +66,7 @@ def _caller() -> str:
     return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
 
-class Database:
+class Database(MonitoringMixin):
     """Owns the primary engine (and replica engines), the session maker and the statistics.
 
     Creating a ``Database`` opens no connection; engines connect on first use, on the running event loop.
@@ -75,49 +81,44 @@ class Database:
         """The primary's engine (one pool shared by every session, the DI ``db_engine`` and migrations)."""
         self._counters: dict[str, EngineCounters] = {"primary": EngineCounters(config.slow_query_seconds)}
         instrument_engine(self.engine, self._counters["primary"])
-        self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
-            self.engine, expire_on_commit=False, close_resets_only=False
-        )
-        """Factory of primary sessions; ``expire_on_commit=False`` so objects stay readable after commit."""
+        self.sessionmaker: async_sessionmaker[AsyncSession] = self.make_sessionmaker(self.engine)
+        """Factory of primary sessions (see :meth:`make_sessionmaker`)."""
         self._retried = 0
         self._probe_engine: AsyncEngine | None = None
+        self._replica_probe_engines: dict[str, AsyncEngine] = {}
         self._closed = False
+        self._migrations: Migrations | None = None
+        rw = config.read_write
+        self.router: ReplicaRouter | None = None
+        """Replica engines, lag monitor and routing sessions; ``None`` unless the read/write split is enabled
+        with at least one replica (then nothing on the request path looks at replicas)."""
+        if rw.enable_read_write_split and rw.replicas:
+            self.router = ReplicaRouter(config, self.engine, self._counters["primary"])
 
-    # -- statistics ------------------------------------------------------------------------------------------
-    def counters_retried(self) -> None:
-        """Count one retried unit of work (called by :func:`~litestar_db.transactions.run_in_transaction`)."""
-        self._retried += 1
+    @property
+    def migrations(self) -> Migrations:
+        """Alembic operations on this database's primary: ``await db.migrations.upgrade()``, ``status()``, ….
 
-    def record_error(self, exc: BaseException, engine: str = "primary") -> None:
-        """Count errors that no engine event sees (pool checkout timeouts)."""
-        if isinstance(exc, PoolTimeoutError) and engine in self._counters:
-            self._counters[engine].checkout_timeouts += 1
+        See :class:`litestar_db.migrations.Migrations`.
+        """
+        if self._migrations is None:
+            from litestar_db.migrations import Migrations  # Alembic is imported only when migrations are used
 
-    async def get_stats(self) -> DatabaseStats:
-        """Pool and usage figures of every engine.
+            self._migrations = Migrations(self.config)
+        return self._migrations
+
+    @staticmethod
+    def make_sessionmaker(bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+        """A session factory with litestar_db's rules.
+
+        ``expire_on_commit=False`` keeps objects readable after commit (no implicit IO while a response is
+        serialised); ``close_resets_only=False`` makes a closed session unusable instead of silently reopening it
+        (which would check out a connection nobody returns); the session class guards against concurrent use.
 
         Returns:
-            A :class:`~litestar_db.stats.DatabaseStats` (msgspec Struct; ``msgspec.json.encode`` it for JSON).
+            An :class:`~sqlalchemy.ext.asyncio.async_sessionmaker` of :class:`litestar_db.session.AsyncSession`.
         """
-        counters = self._counters["primary"]
-        primary = EngineStats(
-            name="primary",
-            role="primary",
-            backend=self.config.type.value,
-            pool=counters.pool_stats(self.engine, self.config.pool.max_size),
-            queries=counters.queries,
-            errors=counters.errors,
-            slow_queries=counters.slow_queries,
-            slowest=counters.slowest_queries(),
-            commits=counters.commits,
-            rollbacks=counters.rollbacks,
-            routed_reads=counters.routed_reads,
-        )
-        return DatabaseStats(
-            engines=[primary],
-            transactions_retried=self._retried,
-            checkout_timeouts=sum(c.checkout_timeouts for c in self._counters.values()),
-        )
+        return async_sessionmaker(bind, class_=AsyncSession, expire_on_commit=False, close_resets_only=False)
 
     # -- access ----------------------------------------------------------------------------------------------
     def new_session(self) -> AsyncSession:
@@ -137,7 +138,12 @@ class Database:
         Raises:
             DatabaseError: a translated driver error (see :mod:`litestar_db.errors`).
         """
-        sess = self.sessionmaker()
+        async with self._managed(self.sessionmaker()) as sess:
+            yield sess
+
+    @asynccontextmanager
+    async def _managed(self, sess: AsyncSession) -> AsyncIterator[AsyncSession]:
+        """Translate errors raised in the block and release ``sess`` at exit."""
         sess.info[_OPENED_AT] = _caller()
         try:
             yield sess
@@ -183,8 +189,12 @@ class Database:
         """
         outer = _current_session.get()
         if outer is not None:
-            async with atomic(outer, isolation_level) as sess:
-                yield sess
+            try:
+                async with atomic(outer, isolation_level) as sess:
+                    yield sess
+            except Exception as exc:  # the savepoint is rolled back; raise the translated error like the outer block
+                self._raise_translated(exc)
+                raise
             return
         async with self.session() as sess:
             token = _current_session.set(sess)
@@ -215,19 +225,68 @@ class Database:
 
     @asynccontextmanager
     async def read_replica(self) -> AsyncIterator[AsyncSession]:
-        """A read-only session on a replica (the primary while none is configured or healthy).
+        """A read-only session on a replica (the primary while none is configured or available).
+
+        With the read/write split on, reads go to a replica chosen by the configured strategy (ejected or lagging
+        replicas excluded; a connection error re-runs the read once elsewhere), and a write raises
+        :class:`~litestar_db.errors.ReadOnlyError` before anything is sent.
 
         Yields:
-            :class:`~sqlalchemy.ext.asyncio.AsyncSession` whose transaction is ``READ ONLY`` on PostgreSQL.
+            :class:`~sqlalchemy.ext.asyncio.AsyncSession` whose transactions are ``READ ONLY`` on PostgreSQL.
 
         Raises:
             ReadOnlyError: a write was attempted.
             DatabaseError: a translated driver error.
         """
+        if self.router is not None:
+            routed = self.router.session("read_only", f"read_replica() block opened at {_caller()}")
+            async with self._managed(routed) as sess:
+                yield sess
+            return
         async with self.session() as sess:
             if self.config.is_postgresql:
                 await sess.connection(execution_options={"postgresql_readonly": True})
             yield sess
+
+    def primary(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """An ORM session that always uses the primary, whatever the read/write split says.
+
+        For reads that must see the latest committed data (e.g. right after a payment), like Rails'
+        ``connected_to(role: :writing)``. Same contract as :meth:`session`.
+
+        Returns:
+            An async context manager yielding :class:`~sqlalchemy.ext.asyncio.AsyncSession`.
+        """
+        return self.session()
+
+    async def fetch_all(self, statement: Executable, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run a read and return every row as a plain ``dict`` (buffered; safe after the connection is released).
+
+        Returns:
+            One ``dict`` per row, keyed by column label.
+        """
+        async with self.read_replica() as sess:
+            result = await sess.execute(statement, params)
+            return [dict(row) for row in result.mappings()]
+
+    async def fetch_one(self, statement: Executable, params: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """Run a read and return the first row as a ``dict``, or ``None`` when there is none.
+
+        Returns:
+            The first row, or ``None``.
+        """
+        async with self.read_replica() as sess:
+            row = (await sess.execute(statement, params)).mappings().first()
+            return dict(row) if row is not None else None
+
+    async def scalar(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Any:
+        """Run a read and return the first column of the first row (``None`` when there is no row).
+
+        Returns:
+            A plain Python value.
+        """
+        async with self.read_replica() as sess:
+            return (await sess.execute(statement, params)).scalar()
 
     async def run_in_transaction(
         self, fn: Callable[[AsyncSession], Awaitable[_T]], *, retries: int = 3, isolation_level: str | None = None
@@ -241,39 +300,25 @@ class Database:
         """
         return await run_in_transaction(self, fn, retries=retries, isolation_level=isolation_level)
 
-    # -- health ----------------------------------------------------------------------------------------------
-    def probe_engine(self) -> AsyncEngine:
-        """An engine without pooling for probes, so a probe never waits behind an exhausted pool."""
-        if self._probe_engine is None:
-            cfg = self.config
-            self._probe_engine = create_engine_for(cfg, cfg.sqlalchemy_url(), cfg.pool, null_pool=True)
-        return self._probe_engine
-
-    async def health_check(self, timeout: float | None = None) -> bool:
-        """Whether the primary answers ``SELECT 1`` within ``timeout`` seconds (default ``health.probe_timeout``).
-
-        Uses a dedicated unpooled connection, so it answers even when the request pool is exhausted.
-
-        Returns:
-            ``True`` when the primary answered; never raises for database errors.
-        """
-        limit = self.config.health.probe_timeout_seconds if timeout is None else timeout
-        try:
-            async with asyncio.timeout(limit):
-                async with self.probe_engine().connect() as conn:
-                    await conn.execute(text("SELECT 1"))
-        except (Exception, TimeoutError):
-            logger.debug("health check failed", exc_info=True)
-            return False
-        return True
-
     # -- lifecycle -------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start background work on the running loop: probe the replicas once and start the lag monitor.
+
+        Called by the Litestar plugin's lifespan; without it the monitor starts lazily with the first routed
+        session. A no-op without replicas.
+        """
+        if self.router is not None:
+            await self.router.start()
+
     async def dispose(self) -> None:
-        """Close every pooled connection of every engine (primary, replicas, probes)."""
+        """Stop the lag monitor and close every pooled connection of every engine (primary, replicas, probes)."""
         if self._closed:
             return
         self._closed = True
+        if self.router is not None:
+            await self.router.dispose()
         engines = [self.engine, *([self._probe_engine] if self._probe_engine else [])]
+        engines += self._replica_probe_engines.values()
         await asyncio.gather(*(e.dispose() for e in engines), return_exceptions=True)
 
 
@@ -343,3 +388,7 @@ def read_replica() -> AbstractAsyncContextManager[AsyncSession]:
     """``get_database().read_replica()``; see :meth:`Database.read_replica`."""
     return get_database().read_replica()
 
+
+def primary() -> AbstractAsyncContextManager[AsyncSession]:
+    """``get_database().primary()``; see :meth:`Database.primary`."""
+    return get_database().primary()

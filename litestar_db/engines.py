@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool, StaticPool
 
 from litestar_db.config import DatabaseConfig, PoolConfig
+from litestar_db.stats import InstrumentedQueuePool
 
 __all__ = ("create_engine_for", "engine_kwargs")
 
@@ -44,6 +45,7 @@ def engine_kwargs(config: DatabaseConfig, url: URL, pool: PoolConfig, *, null_po
             kwargs["poolclass"] = NullPool
         else:
             kwargs.update(pool_size=max(pool.min_size, 1), max_overflow=pool.overflow, pool_timeout=pool.timeout)
+            kwargs["poolclass"] = InstrumentedQueuePool
         kwargs["connect_args"] = {"timeout": config.connection.connect_timeout}
         if config.isolation_level:
             kwargs["isolation_level"] = config.isolation_level
@@ -60,6 +62,7 @@ def engine_kwargs(config: DatabaseConfig, url: URL, pool: PoolConfig, *, null_po
         kwargs["poolclass"] = NullPool
     else:
         kwargs.update(
+            poolclass=InstrumentedQueuePool,
             pool_size=pool.min_size,
             max_overflow=pool.overflow,
             pool_timeout=pool.timeout,

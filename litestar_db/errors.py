@@ -63,7 +63,7 @@ class DatabaseError(aa_exc.AdvancedAlchemyError):
         self.sqlstate = sqlstate
         self.constraint = constraint
         self.retry_after = retry_after
-        super().__init__(self.detail, detail=self.detail)
+        super().__init__(detail=self.detail)
 
 
 class ConflictError(DatabaseError, aa_exc.IntegrityError):
@@ -243,6 +243,10 @@ def translate_error(exc: BaseException, *, retry_after: int | None = None) -> Da
             cls = _BY_SQLITE_CODE.get(name or "", DatabaseError)
             wait = retry_after if issubclass(cls, DatabaseUnavailableError) else None
             return cls(sqlstate=name, retry_after=wait)
+        if isinstance(item, sa_exc.IllegalStateChangeError):
+            return ConcurrentSessionUseError()
+        if isinstance(item, sa_exc.ResourceClosedError):
+            return ResultClosedError()
         if isinstance(item, sa_exc.TimeoutError):
             return PoolTimeoutError(retry_after=retry_after)
         if isinstance(item, ConnectionError | TimeoutError | OSError):

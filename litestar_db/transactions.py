@@ -7,13 +7,14 @@ fresh session (a plain ``async with`` cannot re-run its body).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from litestar_db.errors import (
     AmbiguousCommitError,
@@ -26,13 +27,15 @@ from litestar_db.errors import (
 
 if TYPE_CHECKING:
     from litestar_db.database import Database
+    from litestar_db.session import AsyncSession
 
-__all__ = ("ATTEMPT_KEY", "atomic", "commit", "raise_translated", "run_in_transaction")
+__all__ = ("ATTEMPT_KEY", "atomic", "commit", "raise_translated", "run_in_transaction", "transactional")
 
 logger = logging.getLogger("litestar_db")
 ATTEMPT_KEY = "litestar_db.attempt"
 """``session.info`` key holding the 1-based attempt number inside :func:`run_in_transaction`."""
 _T = TypeVar("_T")
+_S = TypeVar("_S", bound=SAAsyncSession)
 
 
 def raise_translated(exc: BaseException, retry_after: int | None = None) -> None:
@@ -46,7 +49,7 @@ def raise_translated(exc: BaseException, retry_after: int | None = None) -> None
         raise err from exc
 
 
-async def commit(session: AsyncSession, retry_after: int | None = None) -> None:
+async def commit(session: SAAsyncSession, retry_after: int | None = None) -> None:
     """Commit ``session``; a connection lost *during* COMMIT becomes :class:`AmbiguousCommitError`.
 
     Raises:
@@ -56,6 +59,12 @@ async def commit(session: AsyncSession, retry_after: int | None = None) -> None:
     try:
         await session.commit()
     except Exception as exc:
+        # A failed COMMIT can leave the server transaction open (SQLite keeps it after a deferred foreign-key
+        # failure): roll back explicitly so nothing of it survives on the pooled connection.
+        try:
+            await session.rollback()
+        except Exception:  # the connection is gone; closing the session invalidates it
+            logger.debug("rollback after failed commit failed", exc_info=True)
         err = translate_error(exc, retry_after=retry_after)
         if isinstance(err, ConnectionLostError):
             raise AmbiguousCommitError(retry_after=retry_after) from exc
@@ -65,7 +74,7 @@ async def commit(session: AsyncSession, retry_after: int | None = None) -> None:
 
 
 @asynccontextmanager
-async def atomic(session: AsyncSession, isolation_level: str | None = None) -> AsyncIterator[AsyncSession]:
+async def atomic(session: _S, isolation_level: str | None = None) -> AsyncIterator[_S]:
     """Run the block in a transaction on ``session``, or in a SAVEPOINT when one is already open.
 
     Commits (or releases the savepoint) on normal exit, rolls back on exception. Never raises SQLAlchemy's
@@ -89,7 +98,10 @@ async def atomic(session: AsyncSession, isolation_level: str | None = None) -> A
         try:
             yield session
         except BaseException:
-            if savepoint.is_active:
+            # ACTIVE, or DEACTIVE after a failed flush (is_active is False then, but the SAVEPOINT must still be
+            # rolled back, else the whole session stays in "pending rollback")
+            sync = savepoint.sync_transaction
+            if sync is not None and sync._rollback_can_be_called():
                 await savepoint.rollback()
             raise
         if savepoint.is_active:
@@ -119,8 +131,9 @@ async def run_in_transaction(
     """Run ``fn(session)`` in a transaction, re-running it with a fresh session when that may succeed.
 
     Retried on serialization failure (40001), deadlock (40P01) and a connection lost before COMMIT, with
-    exponential backoff and full jitter (tenacity). Never retried after an ambiguous commit. The 1-based attempt
-    number is in ``session.info[ATTEMPT_KEY]``; retries are counted in ``get_stats().transactions_retried``.
+    exponential backoff and full jitter (tenacity's ``wait_random_exponential``). Never retried after an
+    ambiguous commit. The 1-based attempt number is in ``session.info[ATTEMPT_KEY]``; retries are counted in
+    ``get_stats().transactions_retried``.
 
     Args:
         db: The database.
@@ -145,7 +158,7 @@ async def run_in_transaction(
 
     retrying = AsyncRetrying(
         stop=stop_after_attempt(retries + 1),
-        wait=wait_exponential_jitter(initial=backoff_seconds, max=max_backoff_seconds),
+        wait=wait_random_exponential(multiplier=backoff_seconds, max=max_backoff_seconds),
         retry=retry_if_exception(is_retryable),
         before_sleep=before_sleep,
         reraise=True,
@@ -163,3 +176,47 @@ async def run_in_transaction(
             exc.retry_after = retry_after
         raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def transactional(
+    *,
+    retries: int = 3,
+    isolation_level: str | None = None,
+    session_arg: str = "db_session",
+    database: Database | None = None,
+) -> Callable[[Callable[..., Awaitable[_T]]], Callable[..., Awaitable[_T]]]:
+    """Decorator form of :func:`run_in_transaction` for handlers and service functions.
+
+    Each attempt calls the function with a fresh session passed as ``session_arg`` (replacing whatever the caller or
+    dependency injection supplied), in its own transaction, committed before the function's result is returned.
+    In a Litestar handler the injected request session is then left unused (it never checks out a connection).
+
+    Example:
+        ``@post("/transfer")`` over ``@transactional(retries=5, isolation_level="SERIALIZABLE")`` over
+        ``async def transfer(data: Transfer, db_session: AsyncSession) -> Receipt``.
+
+    Args:
+        retries: Extra attempts after the first.
+        isolation_level: Isolation level of every attempt.
+        session_arg: Keyword argument receiving the session.
+        database: The database; the registered default (:func:`litestar_db.get_database`) when ``None``.
+
+    Returns:
+        The decorator.
+    """
+
+    def decorate(fn: Callable[..., Awaitable[_T]]) -> Callable[..., Awaitable[_T]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> _T:
+            from litestar_db.database import get_database
+
+            db = database or get_database()
+
+            async def unit(session: AsyncSession) -> _T:
+                return await fn(*args, **{**kwargs, session_arg: session})
+
+            return await run_in_transaction(db, unit, retries=retries, isolation_level=isolation_level)
+
+        return wrapper
+
+    return decorate

@@ -16,6 +16,9 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+pytest_plugins = ("litestar_db.testing.pytest_plugin",)
+# replicated_cluster / replica_db: a throwaway primary + streaming standby (see litestar_db.testing).
+
 ADMIN_URL = os.environ.get("LITESTAR_DB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -49,7 +52,7 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def db_url(request: pytest.FixtureRequest) -> str:
+def db_url(request: pytest.FixtureRequest) -> str:
     """The same test on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_url"))

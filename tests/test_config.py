@@ -119,7 +119,7 @@ def test_from_env_errors_name_the_variable(env: dict[str, str], field: str) -> N
 
 
 def test_read_write_split_requires_postgresql() -> None:
-    with pytest.raises(ConfigurationError, match="read_write.enable_read_write_split"):
+    with pytest.raises(ConfigurationError, match=r"read_write\.enable_read_write_split"):
         DatabaseConfig(
             url="sqlite:///x.db",
             read_write=ReadWriteConfig(enable_read_write_split=True, replicas=(ReplicaConfig(url="postgresql://r/d"),)),

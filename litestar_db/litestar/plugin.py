@@ -7,6 +7,8 @@ What it registers (compare advanced-alchemy's ``SQLAlchemyInitPlugin``, which it
 * dependencies ``db_session`` (the request's session) and ``db_engine`` (the primary engine, same pool);
 * the request-transaction middleware (:mod:`litestar_db.litestar.request`);
 * exception handlers mapping database errors to statuses (:mod:`litestar_db.litestar.exceptions`);
+* the health controller (``/health/live``, ``/health/ready``; :mod:`litestar_db.litestar.health`) and, when
+  ``prometheus-client`` is installed, the collector exporting :meth:`Database.get_stats` (:mod:`litestar_db.metrics`);
 * advanced-alchemy's signature namespace and type encoders;
 * the ``litestar database`` command group (advanced-alchemy's migration commands plus this project's).
 """
@@ -26,7 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from litestar_db.config import DatabaseConfig
 from litestar_db.database import Database, _registry, register_database
+from litestar_db.health import HealthChecker
 from litestar_db.litestar.exceptions import exception_handlers
+from litestar_db.litestar.health import create_health_controller
 from litestar_db.litestar.request import RequestSessionProvider, RequestTransactionMiddleware
 
 if TYPE_CHECKING:
@@ -47,12 +51,13 @@ class DatabasePlugin(InitPlugin, CLIPlugin):
         alias: Registry name under which :func:`litestar_db.get_database` finds this database while the app runs.
     """
 
-    __slots__ = ("_provider", "alias", "config")
+    __slots__ = ("_health", "_provider", "alias", "config")
 
     def __init__(self, config: DatabaseConfig, *, alias: str = "default") -> None:
         self.config = config
         self.alias = alias
         self._provider = RequestSessionProvider(config.request)
+        self._health: HealthChecker | None = None
 
     @property
     def database(self) -> Database:
@@ -62,6 +67,27 @@ class DatabasePlugin(InitPlugin, CLIPlugin):
             RuntimeError: the app is not running.
         """
         return self._provider.database
+
+    @property
+    def health(self) -> HealthChecker:
+        """The running database's :class:`~litestar_db.health.HealthChecker` (shared by every readiness call).
+
+        Raises:
+            RuntimeError: the app is not running.
+        """
+        if self._health is None:
+            msg = "litestar_db: the database is not started (is the app running?)"
+            raise RuntimeError(msg)
+        return self._health
+
+    def _get_health(self) -> HealthChecker:
+        return self.health
+
+    def record_error(self, err: BaseException) -> None:
+        """Count an error in the running database's stats (no-op when the app is not running)."""
+        db = self._provider.bound
+        if db is not None:
+            db.record_error(err)
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Register lifespan, dependencies, middleware, exception handlers and signature namespace.
@@ -77,15 +103,16 @@ class DatabasePlugin(InitPlugin, CLIPlugin):
                 request.engine_dependency_key: Provide(self._provider.provide_engine, sync_to_thread=False),
             }
         )
-        app_config.middleware.insert(
-            0, RequestTransactionMiddleware(request, self.config.health.retry_after_seconds)
-        )
+        app_config.middleware.insert(0, RequestTransactionMiddleware(request, self.config.health.retry_after_seconds))
         for exc_class, handler in exception_handlers().items():
             app_config.exception_handlers.setdefault(exc_class, handler)
         app_config.signature_namespace.update(
             {**signature_namespace_values, "AsyncSession": AsyncSession, "AsyncEngine": AsyncEngine}
         )
         merge_aa_litestar_type_encoders(app_config, include_default_encoders=False)
+        if self.config.health.enabled:
+            app_config.route_handlers.append(create_health_controller(self.config.health, self._get_health))
+        _register_metrics()
         return app_config
 
     @asynccontextmanager
@@ -98,14 +125,19 @@ class DatabasePlugin(InitPlugin, CLIPlugin):
         db = Database(self.config)
         self._provider.bind(db)
         register_database(db, self.alias)
+        self._health = HealthChecker(db)
         try:
             if self.config.migrations.migrate_on_startup:
                 await _migrate(db)
+            await db.start()
             yield
         finally:
             if _registry.get(self.alias) is db:
                 del _registry[self.alias]
             self._provider.bind(None)
+            health, self._health = self._health, None
+            if health is not None:
+                await health.aclose()
             await db.dispose()
 
     def on_cli_init(self, cli: Group) -> None:
@@ -113,6 +145,15 @@ class DatabasePlugin(InitPlugin, CLIPlugin):
         from litestar_db.litestar.cli import database_group
 
         cli.add_command(database_group)
+
+
+def _register_metrics() -> None:
+    """Export the statistics to prometheus-client's default registry when it is installed (idempotent)."""
+    try:
+        from litestar_db.metrics import register_collector
+    except ImportError:  # the ``metrics`` extra is not installed
+        return
+    register_collector()
 
 
 async def _migrate(db: Database) -> Any:

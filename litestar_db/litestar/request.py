@@ -15,21 +15,30 @@ there is the status known for every kind of response (returned ``Response`` obje
 streams), and because a generator cleanup failure is turned into a 500 when several generator dependencies run.
 
 Per-route ``opt`` keys: ``db_autocommit`` (``False`` → the handler commits itself; leftovers are rolled back),
-``db_isolation_level`` (e.g. ``"SERIALIZABLE"``).
+``db_isolation_level`` (e.g. ``"SERIALIZABLE"``), ``db_routing`` (see :mod:`litestar_db.litestar.guards`).
+
+With the read/write split on, the session is a routing session (reads on a replica where the route allows it),
+a request carrying a valid read-your-writes token reads from the primary until the replica has replayed the
+token's WAL position, and a successful response of a request that wrote carries a fresh token.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 from litestar.utils.scope.state import ScopeState
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from litestar_db.config import RequestConfig
 from litestar_db.database import Database
+from litestar_db.litestar.guards import read_token, routing_mode, token_header
+from litestar_db.replicas import ReplicaRouter
+from litestar_db.routing import RoutingSession
+from litestar_db.session import AsyncSession
 from litestar_db.transactions import commit
 
 __all__ = (
@@ -51,12 +60,13 @@ class _RequestUnit:
     """Per-request state, kept in the connection's ``scope["state"]`` (not in a ContextVar: Litestar resolves
     sibling dependencies in separate tasks, which would lose a ContextVar set in one of them)."""
 
-    __slots__ = ("autocommit", "done", "session")
+    __slots__ = ("autocommit", "done", "router", "session")
 
-    def __init__(self, session: AsyncSession, autocommit: bool) -> None:
+    def __init__(self, session: AsyncSession, autocommit: bool, router: ReplicaRouter | None = None) -> None:
         self.session = session
         self.autocommit = autocommit
         self.done = False
+        self.router = router
 
 
 class RequestSessionProvider:
@@ -73,6 +83,11 @@ class RequestSessionProvider:
         """Attach the started database (called from the app lifespan), or detach it (``None``)."""
         self._database = database
         self._makers.clear()
+
+    @property
+    def bound(self) -> Database | None:
+        """The started database, or ``None`` outside the app's lifespan."""
+        return self._database
 
     @property
     def database(self) -> Database:
@@ -93,7 +108,7 @@ class RequestSessionProvider:
         maker = self._makers.get(isolation_level)
         if maker is None:
             bind = db.engine.execution_options(isolation_level=isolation_level.upper())
-            maker = db.sessionmaker.__class__(bind, expire_on_commit=False, close_resets_only=False)
+            maker = db.make_sessionmaker(bind)
             self._makers[isolation_level] = maker
         return maker
 
@@ -107,10 +122,31 @@ class RequestSessionProvider:
         unit: _RequestUnit | None = state.get(_STATE_KEY)
         if unit is None:
             opt = scope["route_handler"].opt
-            session = self._maker(opt.get(OPT_ISOLATION_LEVEL))()
-            unit = _RequestUnit(session, bool(opt.get(OPT_AUTOCOMMIT, self._config.autocommit)))
+            autocommit = bool(opt.get(OPT_AUTOCOMMIT, self._config.autocommit))
+            router = self.database.router
+            if router is None:
+                session = self._maker(opt.get(OPT_ISOLATION_LEVEL))()
+            else:
+                session = self._routed_session(router, scope, opt)
+            unit = _RequestUnit(session, autocommit, router)
             state[_STATE_KEY] = unit
         return unit.session
+
+    def _routed_session(self, router: ReplicaRouter, scope: Scope, opt: dict[str, Any]) -> AsyncSession:
+        mode = routing_mode(scope, opt, self._config.read_only_methods)
+        rw = router.config.read_write
+        token = None
+        if mode != "primary":
+            token = router.verify_token(read_token(scope, rw.token_transport, rw.token_name))
+        level = opt.get(OPT_ISOLATION_LEVEL)
+        maker = None
+        if level is not None:
+            maker = self._makers.get(f"routed:{level}")
+            if maker is None:
+                maker = router.maker_for(self.database.engine.execution_options(isolation_level=level.upper()))
+                self._makers[f"routed:{level}"] = maker
+        label = f"route {scope.get('method', '')} {scope['path']} ({scope['route_handler'].handler_name})"
+        return router.session(mode, label, token, maker)
 
     def provide_engine(self) -> AsyncEngine:
         """The primary engine (the same pool the sessions use).
@@ -121,20 +157,42 @@ class RequestSessionProvider:
         return self.database.engine
 
 
-async def _finish(unit: _RequestUnit, status: int | None, commit_on_redirect: bool, retry_after: int) -> None:
-    """Commit or roll back, then close; ``status is None`` means no response (an exception escaped)."""
+async def _finish(
+    unit: _RequestUnit, status: int | None, commit_on_redirect: bool, retry_after: int
+) -> ReplicaRouter | None:
+    """Commit or roll back, then close; ``status is None`` means no response (an exception escaped).
+
+    Returns:
+        The router when the request committed a write with the read/write split on (a read-your-writes token is
+        due), else ``None``.
+    """
     unit.done = True
     session = unit.session
     try:
         success = status is not None and (200 <= status < 300 or (commit_on_redirect and 300 <= status < 400))
         if unit.autocommit and success and session.in_transaction():
             await commit(session, retry_after)
+        elif not unit.autocommit and (session.new or session.dirty or session.deleted):
+            logger.warning("rolling back uncommitted changes left by a route with db_autocommit=False")
+        sync = session.sync_session
+        if unit.router is not None and success and isinstance(sync, RoutingSession) and sync.wrote:
+            return unit.router
+        return None
     finally:
         try:
             await session.close()
         except Exception:
             logger.warning("closing the request session failed; invalidating its connection", exc_info=True)
             await session.invalidate()
+
+
+async def _with_token(message: Message, scope: Scope, router: ReplicaRouter) -> Message:
+    """``message`` plus the read-your-writes token header (the primary's WAL position after the commit)."""
+    rw = router.config.read_write
+    token, lifetime = await router.issue_token()
+    header = token_header(scope, rw.token_transport, rw.token_name, token, lifetime)
+    start: HTTPResponseStartEvent = message  # type: ignore[assignment]
+    return {**start, "headers": [*start.get("headers", ()), header]}
 
 
 class RequestTransactionMiddleware(ASGIMiddleware):
@@ -153,19 +211,21 @@ class RequestTransactionMiddleware(ASGIMiddleware):
             DatabaseError: the commit failed; Litestar's exception handlers turn it into the error response.
         """
         state = scope["state"]
-        failure: list[BaseException] = []
 
         async def send_wrapper(message: Message) -> None:
-            if failure:
-                return  # the original response is replaced by the error raised below
             if message["type"] == "http.response.start":
                 unit: _RequestUnit | None = state.get(_STATE_KEY)
                 if unit is not None and not unit.done:
                     try:
-                        await _finish(unit, message["status"], self._commit_on_redirect, self._retry_after)
-                    except Exception as exc:
-                        failure.append(exc)
-                        return
+                        router = await _finish(unit, message["status"], self._commit_on_redirect, self._retry_after)
+                    except Exception:
+                        # Nothing reached the client. Raising through the response's own ``send`` aborts it (its
+                        # background tasks, meant to follow a commit, never run) and lets Litestar's exception
+                        # handling render the translated error instead.
+                        ScopeState.from_scope(scope).response_started = False
+                        raise
+                    if router is not None:
+                        message = await _with_token(message, scope, router)
             await send(message)
 
         try:
@@ -174,7 +234,3 @@ class RequestTransactionMiddleware(ASGIMiddleware):
             unit: _RequestUnit | None = state.get(_STATE_KEY)
             if unit is not None and not unit.done:
                 await _finish(unit, None, self._commit_on_redirect, self._retry_after)
-        if failure:
-            # Nothing reached the client: let the app-level exception handling render the error.
-            ScopeState.from_scope(scope).response_started = False
-            raise failure[0]

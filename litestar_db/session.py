@@ -1,0 +1,188 @@
+"""The session classes litestar_db hands out: SQLAlchemy's, with two misuse guards.
+
+* **Concurrent use** (one ``AsyncSession`` shared by ``asyncio.gather`` tasks): SQLAlchemy documents a session as
+  not safe for concurrent tasks; misuse surfaces as ``IllegalStateChangeError`` at close time and a connection that
+  never returns to the pool. :class:`AsyncSession` raises :class:`~litestar_db.errors.ConcurrentSessionUseError`
+  at the second concurrent call instead, and :meth:`AsyncSession.close` waits for the operation still running, so
+  the connection goes back clean.
+* **IO outside the event-loop bridge** (a lazy relationship or an expired column read while a response is being
+  serialised): instead of SQLAlchemy's generic ``MissingGreenlet``, :class:`LazyLoadError` names the attribute and
+  suggests eager loading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession as _SAAsyncSession
+from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.util.concurrency import in_greenlet
+
+from litestar_db.errors import ConcurrentSessionUseError, DatabaseError, ResultClosedError
+
+__all__ = ("AsyncSession", "LazyLoadError", "SyncSession")
+
+_T = TypeVar("_T")
+_CLOSE_WAIT_SECONDS = 30.0
+
+
+class LazyLoadError(DatabaseError):
+    """An attribute needed a query outside an awaited session call (e.g. during response serialisation).
+
+    Load it eagerly (``selectinload``/``joinedload``, or ``await session.refresh(obj, ["attr"])``) inside the handler.
+    """
+
+    default_detail = "Attribute loaded lazily outside the session; load it eagerly inside the handler"
+
+
+class SyncSession(Session):
+    """The synchronous session behind :class:`AsyncSession`; routing subclasses extend this one."""
+
+
+@event.listens_for(SyncSession, "do_orm_execute")
+def _refuse_implicit_io(state: ORMExecuteState) -> None:
+    if not (state.is_relationship_load or state.is_column_load) or in_greenlet():
+        return
+    owner = state.lazy_loaded_from
+    cls_name = type(owner.obj()).__name__ if owner is not None and owner.obj() is not None else "object"
+    path = state.loader_strategy_path
+    prop = getattr(path, "prop", None) if path is not None else None
+    attr = str(prop) if prop is not None else f"{cls_name} (expired or deferred columns)"
+    msg = (
+        f"{attr} was loaded lazily outside an awaited session call (for example while the response was being "
+        f"serialised). Load it eagerly in the query (selectinload({attr}) / joinedload) or "
+        f"`await session.refresh(obj, [...])` inside the handler."
+    )
+    raise LazyLoadError(msg)
+
+
+class AsyncSession(_SAAsyncSession):
+    """SQLAlchemy's ``AsyncSession`` that refuses concurrent use and closes cleanly after it.
+
+    Raises:
+        ConcurrentSessionUseError: a second awaited call started while one was still running.
+    """
+
+    sync_session_class = SyncSession
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ltdb_busy: asyncio.Future[None] | None = None
+        self._ltdb_owner: asyncio.Task[Any] | None = None
+        self._ltdb_closed = False
+
+    async def _guard(self, call: Callable[..., Awaitable[_T]], *args: Any, **kwargs: Any) -> _T:
+        task = asyncio.current_task()
+        if self._ltdb_busy is not None:
+            if self._ltdb_owner is task:  # re-entry from the same task (scalars() calls execute())
+                return await call(*args, **kwargs)
+            raise ConcurrentSessionUseError
+        self._ltdb_busy = done = asyncio.get_running_loop().create_future()
+        self._ltdb_owner = task
+        try:
+            return await call(*args, **kwargs)
+        finally:
+            self._ltdb_busy = None
+            self._ltdb_owner = None
+            done.set_result(None)
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._guard(super().execute, *args, **kwargs)
+
+    async def scalar(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._guard(super().scalar, *args, **kwargs)
+
+    async def scalars(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._guard(super().scalars, *args, **kwargs)
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._guard(super().get, *args, **kwargs)
+
+    async def get_one(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._guard(super().get_one, *args, **kwargs)
+
+    async def stream(self, *args: Any, **kwargs: Any) -> Any:
+        """SQLAlchemy's ``stream()``; the result raises ``ResultClosedError`` if read after the session closed.
+
+        Returns:
+            An ``AsyncResult`` proxy.
+        """
+        result = await self._guard(super().stream, *args, **kwargs)
+        return _ClosableResult(result, self)
+
+    async def stream_scalars(self, *args: Any, **kwargs: Any) -> Any:
+        """SQLAlchemy's ``stream_scalars()``, guarded like :meth:`stream`.
+
+        Returns:
+            An ``AsyncScalarResult`` proxy.
+        """
+        result = await self._guard(super().stream_scalars, *args, **kwargs)
+        return _ClosableResult(result, self)
+
+    async def flush(self, *args: Any, **kwargs: Any) -> None:
+        await self._guard(super().flush, *args, **kwargs)
+
+    async def refresh(self, *args: Any, **kwargs: Any) -> None:
+        await self._guard(super().refresh, *args, **kwargs)
+
+    async def merge(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._guard(super().merge, *args, **kwargs)
+
+    async def delete(self, *args: Any, **kwargs: Any) -> None:
+        await self._guard(super().delete, *args, **kwargs)
+
+    async def commit(self) -> None:
+        await self._guard(super().commit)
+
+    async def rollback(self) -> None:
+        await self._guard(super().rollback)
+
+    async def close(self) -> None:
+        """Close the session; if a (misused) concurrent operation is still running, wait for it first."""
+        busy = self._ltdb_busy
+        if busy is not None:
+            await asyncio.wait_for(asyncio.shield(busy), _CLOSE_WAIT_SECONDS)
+        self._ltdb_closed = True
+        await super().close()
+
+
+class _ClosableResult:
+    """Proxy of a streamed result that refuses reads once its session has closed.
+
+    Without it the driver reports "cursor cannot be created outside of a transaction" or
+    "PreparedStatement.fetch(): the underlying connection is closed", far from the mistake.
+    """
+
+    __slots__ = ("_result", "_session")
+
+    def __init__(self, result: Any, session: AsyncSession) -> None:
+        self._result = result
+        self._session = session
+
+    def _check(self) -> None:
+        if self._session._ltdb_closed:
+            raise ResultClosedError
+
+    def __getattr__(self, name: str) -> Any:
+        self._check()
+        attr = getattr(self._result, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._check()
+            out = attr(*args, **kwargs)
+            # scalars()/mappings()/partitions() return further result objects: keep guarding them
+            return _ClosableResult(out, self._session) if hasattr(out, "fetchmany") else out
+
+        return call
+
+    def __aiter__(self) -> _ClosableResult:
+        return self
+
+    async def __anext__(self) -> Any:
+        self._check()
+        return await self._result.__anext__()

@@ -1,0 +1,197 @@
+"""``Database.get_stats()`` against reality: pool figures vs connections held and ``pg_stat_activity``, waiting
+checkouts and timeouts, slow statements (normalized, no parameter values), errors, transactions, retries,
+invalidated connections, and no credentials in the output."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from litestar_db import Database, DatabaseConfig, PoolConfig
+from litestar_db.errors import DatabaseError, PoolTimeoutError
+from litestar_db.stats import EngineStats
+from litestar_db.transactions import ATTEMPT_KEY
+from tests.conftest import pg_execute
+
+
+async def checkout(db: Database) -> AsyncConnection:
+    return await db.engine.connect()
+
+
+def primary(db: Database) -> EngineStats:
+    return db.stats_snapshot().engines[0]
+
+
+async def backends(url: str) -> int:
+    """Server connections to the test database other than the observer's own (``pg_stat_activity``)."""
+    name = make_url(url).database
+    sql = "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()"
+    return int((await pg_execute(url, sql, name))[0]["n"])
+
+
+async def wait_for(predicate: object, *, attempts: int = 300) -> None:
+    for _ in range(attempts):
+        if predicate():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+@pytest.mark.postgres
+async def test_pool_figures_match_connections_held(pg_url: str) -> None:
+    db = Database(DatabaseConfig(url=pg_url, pool=PoolConfig(min_size=2, max_size=4)))
+    try:
+        held = [await db.engine.connect() for _ in range(3)]
+        for conn in held:
+            await conn.execute(text("SELECT 1"))
+        stats = (await db.get_stats()).engines[0]
+        assert (stats.name, stats.role, stats.backend) == ("primary", "primary", "postgresql")
+        assert stats.pool.checked_out == 3
+        assert stats.pool.checked_in == 0
+        assert stats.pool.overflow == 1
+        assert (stats.pool.size, stats.pool.max_size) == (2, 4)
+        assert stats.pool.connections_created == 3
+        assert await backends(pg_url) == 3
+        for conn in held:
+            await conn.close()
+        stats = primary(db)
+        # the overflow connection is closed when returned; the two persistent ones stay idle in the pool
+        assert (stats.pool.checked_out, stats.pool.checked_in, stats.pool.overflow) == (0, 2, 0)
+        for _ in range(100):
+            if await backends(pg_url) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert await backends(pg_url) == 2
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_waiting_checkouts_and_checkout_timeouts(pg_url: str) -> None:
+    db = Database(DatabaseConfig(url=pg_url, pool=PoolConfig(min_size=1, max_size=1, timeout=0.3)))
+    try:
+        holder = await db.engine.connect()
+        await holder.execute(text("SELECT 1"))
+        assert primary(db).pool.waiting == 0
+        first = asyncio.create_task(checkout(db))
+        await wait_for(lambda: primary(db).pool.waiting == 1)
+        await holder.close()  # hands the connection to the waiting checkout
+        second_holder = await first
+        assert (primary(db).pool.waiting, primary(db).pool.checked_out) == (0, 1)
+
+        async def use() -> None:
+            async with db.connection() as conn:
+                await conn.execute(text("SELECT 1"))
+
+        with pytest.raises(PoolTimeoutError):
+            await use()
+        stats = await db.get_stats()
+        assert stats.engines[0].pool.waiting == 0
+        assert stats.engines[0].pool.checkout_timeouts == 1  # counted once, by the pool
+        assert stats.checkout_timeouts == 1
+        await second_holder.close()
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_slow_queries_are_counted_and_normalized(pg_url: str) -> None:
+    db = Database(DatabaseConfig(url=pg_url, slow_query_seconds=0.2))
+    try:
+        async with db.connection() as conn:
+            await conn.execute(text("SELECT 1"))
+            assert primary(db).slow_queries == 0
+            await conn.execute(text("SELECT pg_sleep(0.25), 'literal-secret-1' AS tag"))
+            await conn.execute(text("SELECT pg_sleep(:s), CAST(:tag AS text)"), {"s": 0.3, "tag": "param-secret-2"})
+        stats = primary(db)
+        assert stats.queries == 3
+        assert stats.slow_queries == 2
+        assert [q.seconds >= 0.2 for q in stats.slowest] == [True, True]
+        assert stats.slowest[0].seconds >= stats.slowest[1].seconds
+        statements = " ".join(q.statement for q in stats.slowest)
+        assert "pg_sleep(?)" in statements
+        encoded = msgspec.json.encode(await db.get_stats()).decode()
+        assert "literal-secret-1" not in encoded
+        assert "param-secret-2" not in encoded
+    finally:
+        await db.dispose()
+
+
+async def test_statement_errors_and_transaction_outcomes(db_url: str) -> None:
+    db = Database(DatabaseConfig(url=db_url))
+    try:
+        async with db.transaction() as session:
+            await session.execute(text("SELECT 1"))
+
+        async def failing_block() -> None:
+            async with db.transaction() as session:
+                await session.execute(text("SELECT 1"))
+                raise RuntimeError("roll back")
+
+        with pytest.raises(RuntimeError):
+            await failing_block()
+        with pytest.raises(DatabaseError):
+            async with db.session() as session:
+                await session.execute(text("SELECT * FROM no_such_table"))
+        stats = primary(db)
+        assert stats.queries == 3
+        assert stats.errors == 1
+        assert stats.commits == 1
+        assert stats.rollbacks == 2  # the failed block and the session that hit the error
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_retried_units_of_work_are_counted(pg_url: str) -> None:
+    db = Database(DatabaseConfig(url=pg_url))
+
+    async def work(session: AsyncSession) -> int:
+        if session.info[ATTEMPT_KEY] == 1:  # a real serialization failure raised by the server
+            await session.execute(text("DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$"))
+        return int((await session.execute(text("SELECT 7"))).scalar_one())
+
+    try:
+        assert await db.run_in_transaction(work) == 7
+        stats = await db.get_stats()
+        assert stats.transactions_retried == 1
+        assert stats.engines[0].errors == 1
+        assert stats.engines[0].commits == 1
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_terminated_connection_is_counted_as_invalidated(pg_url: str) -> None:
+    db = Database(DatabaseConfig(url=pg_url, pool=PoolConfig(min_size=1, max_size=2, pre_ping=True)))
+    try:
+        async with db.connection() as conn:
+            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        await pg_execute(pg_url, "SELECT pg_terminate_backend($1)", pid)
+        async with db.connection() as conn:  # pre-ping finds the dead connection and replaces it
+            assert (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() != pid
+        pool = primary(db).pool
+        assert pool.connections_invalidated == 1
+        assert pool.connections_created == 2
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_stats_never_show_credentials_or_location(pg_url: str) -> None:
+    url = make_url(pg_url).set(password="stats-pw-77").render_as_string(hide_password=False)
+    db = Database(DatabaseConfig(url=url))
+    try:
+        async with db.connection() as conn:
+            await conn.execute(text("SELECT 1"))
+        encoded = msgspec.json.encode(await db.get_stats()).decode()
+    finally:
+        await db.dispose()
+    assert "stats-pw-77" not in encoded
+    assert "127.0.0.1" not in encoded
+    assert make_url(pg_url).database not in encoded
