@@ -28,6 +28,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict litestar_db
 
+## Benchmarks against advanced-alchemy, a hand-written session and raw asyncpg (~6 min; see benchmarks/README.md).
+## Uses wrk when installed (as root it tries `apt-get install wrk`), else the Python load client.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev,server,metrics,bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& apt-get install -y -q wrk >/dev/null 2>&1; } \
+		|| echo "wrk is not installed: falling back to the Python load client (python -m benchmarks.load)"
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
 ## The documentation (English + Chinese, API reference) into docs/_build/html; every warning is an error.
 DOCS_STAMP := $(VENV)/.docs-installed
 $(DOCS_STAMP): $(STAMP)

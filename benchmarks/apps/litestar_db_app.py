@@ -1,0 +1,21 @@
+"""Contender 1: litestar_db's ``DatabasePlugin`` (request transaction committed at ``http.response.start``)."""
+
+from __future__ import annotations
+
+import os
+
+from litestar import Litestar
+
+from benchmarks.common import DATABASE_URL, POOL_SIZE, orm_router
+from litestar_db import DatabaseConfig, PoolConfig
+from litestar_db.litestar import DatabasePlugin
+
+__all__ = ("app",)
+
+# Same pool as every contender: POOL_SIZE connections, no overflow, no pre-ping (SQLAlchemy's default, which the
+# other contenders use). BENCH_PRE_PING=1 measures litestar_db's own default (pre_ping=True) instead.
+config = DatabaseConfig(
+    url=DATABASE_URL,
+    pool=PoolConfig(min_size=POOL_SIZE, max_size=POOL_SIZE, pre_ping=os.environ.get("BENCH_PRE_PING") == "1"),
+)
+app = Litestar(route_handlers=[orm_router()], plugins=[DatabasePlugin(config)])
