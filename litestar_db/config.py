@@ -224,6 +224,9 @@ class RequestConfig:
     """Name under which handlers receive the primary ``AsyncEngine``."""
     read_only_methods: tuple[str, ...] = ("GET", "HEAD", "OPTIONS")
     """Requests with these methods may read from replicas (when the split is enabled)."""
+    lazy_begin: bool = True
+    """Requests with ``read_only_methods`` run plain reads without ``BEGIN``/``COMMIT`` and open the transaction at
+    their first write (see :mod:`litestar_db.lazy_begin`); only when the default isolation level is READ COMMITTED."""
 
 
 @dataclass(frozen=True, slots=True)

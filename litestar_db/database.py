@@ -29,6 +29,7 @@ from litestar_db._monitoring import MonitoringMixin
 from litestar_db.config import DatabaseConfig
 from litestar_db.engines import create_engine_for
 from litestar_db.errors import translate_error
+from litestar_db.lazy_begin import LazyBeginSession
 from litestar_db.replicas import ReplicaRouter
 from litestar_db.session import AsyncSession
 from litestar_db.stats import EngineCounters, instrument_engine
@@ -94,6 +95,24 @@ class Database(MonitoringMixin):
         with at least one replica (then nothing on the request path looks at replicas)."""
         if rw.enable_read_write_split and rw.replicas:
             self.router = ReplicaRouter(config, self.engine, self._counters["primary"])
+        self.lazy_sessionmaker: async_sessionmaker[AsyncSession] | None = None
+        """Sessions for read-only requests: plain reads in autocommit until the first write
+        (:mod:`litestar_db.lazy_begin`); ``None`` when the split is on, behind PgBouncer, or the isolation level is
+        not READ COMMITTED."""
+        level = (config.isolation_level or "READ COMMITTED").upper()
+        # Not behind PgBouncer in transaction mode: outside a transaction, asyncpg's prepare and execute may reach
+        # different server connections ("prepared statement … does not exist").
+        pgbouncer = config.connection.pgbouncer
+        if config.request.lazy_begin and self.router is None and level == "READ COMMITTED" and not pgbouncer:
+            autocommit = self.engine.sync_engine.execution_options(isolation_level="AUTOCOMMIT")
+            session_class = type("LazyBeginSession", (LazyBeginSession,), {"autocommit_bind": autocommit})
+            self.lazy_sessionmaker = async_sessionmaker(
+                self.engine,
+                class_=AsyncSession,
+                sync_session_class=session_class,
+                expire_on_commit=False,
+                close_resets_only=False,
+            )
 
     @property
     def migrations(self) -> Migrations:

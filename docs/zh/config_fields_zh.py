@@ -65,6 +65,10 @@ DESCRIPTIONS: dict[str, str] = {
     "RequestConfig.session_dependency_key": "处理函数接收请求 ``AsyncSession`` 时使用的依赖名。",
     "RequestConfig.engine_dependency_key": "处理函数接收主库 ``AsyncEngine`` 时使用的依赖名。",
     "RequestConfig.read_only_methods": "这些 HTTP 方法的请求可以从副本读（开启读写分离时）。",
+    "RequestConfig.lazy_begin": (
+        "这些只读方法的请求执行普通读时不发 ``BEGIN``/``COMMIT``，遇到第一条写语句才开启事务"
+        "（见 :mod:`litestar_db.lazy_begin`）；仅在默认隔离级别为 READ COMMITTED 时生效。"
+    ),
     # HealthConfig
     "HealthConfig.enabled": "注册健康检查控制器。",
     "HealthConfig.path": "控制器的基础路径。",

@@ -123,9 +123,15 @@ class RequestSessionProvider:
         if unit is None:
             opt = scope["route_handler"].opt
             autocommit = bool(opt.get(OPT_AUTOCOMMIT, self._config.autocommit))
-            router = self.database.router
+            db = self.database
+            router = db.router
+            level = opt.get(OPT_ISOLATION_LEVEL)
             if router is None:
-                session = self._maker(opt.get(OPT_ISOLATION_LEVEL))()
+                lazy = db.lazy_sessionmaker
+                if lazy is not None and level is None and scope.get("method") in self._config.read_only_methods:
+                    session = lazy()
+                else:
+                    session = self._maker(level)()
             else:
                 session = self._routed_session(router, scope, opt)
             unit = _RequestUnit(session, autocommit, router)

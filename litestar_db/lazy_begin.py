@@ -1,0 +1,67 @@
+"""Reads without BEGIN/COMMIT until the first write (the request fast path for read-only methods).
+
+Under PostgreSQL's default ``READ COMMITTED`` every statement takes its own snapshot, so a transaction around
+plain reads adds two round trips (``BEGIN``, ``COMMIT``) and buys nothing. A :class:`LazyBeginSession` runs plain
+reads on the primary in autocommit mode and opens the real transaction at the first statement that is not a plain
+read (a write, a flush, ``SELECT … FOR UPDATE``, ``SET LOCAL``, an advisory lock, an explicit ``connection()``);
+from then on every statement runs in that transaction, which the request commits or rolls back as usual. This is
+the same decision the read/write split takes per statement (:func:`litestar_db.routing.is_plain_read`), with the
+primary's autocommit connection in the replica's place.
+
+Used only where it cannot change what a handler observes: read-only HTTP methods, no route isolation level, a
+default isolation level of ``READ COMMITTED``, and not behind PgBouncer in transaction mode (outside a transaction
+the prepare and the execute of one statement may reach different servers there). Disable with
+``RequestConfig(lazy_begin=False)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from litestar_db.routing import is_plain_read
+from litestar_db.session import SyncSession
+
+__all__ = ("LazyBeginSession",)
+
+
+class LazyBeginSession(SyncSession):
+    """Sync session sending plain reads to ``autocommit_bind`` until the first other statement.
+
+    The subclass built per database sets ``autocommit_bind``: the primary engine with
+    ``isolation_level="AUTOCOMMIT"`` (same pool).
+    """
+
+    autocommit_bind: Engine
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.began = False
+        """Set once a statement needed the real transaction; every later statement runs in it."""
+
+    def get_bind(self, mapper: Any = None, *, clause: Any = None, bind: Any = None, **kw: Any) -> Any:
+        """The autocommit engine for plain reads before the first write, the primary's transaction otherwise."""
+        if bind is not None:
+            return bind
+        if not self.began:
+            if not self._flushing and is_plain_read(clause):
+                return self.autocommit_bind
+            self.began = True
+            self._release_autocommit_connection()
+        return self.bind
+
+    def _release_autocommit_connection(self) -> None:
+        """Give the autocommit connection back before the transactional one is checked out.
+
+        It carries no transaction, so nothing is lost; keeping it would make such a request hold two connections
+        of the same pool (and a pool of one would wait on itself). SQLAlchemy has no public call to drop one bind's
+        connection from a session transaction, hence ``_connections`` (also used by :mod:`litestar_db.routing`).
+        """
+        transaction = self._transaction
+        while transaction is not None:
+            entry = transaction._connections.pop(self.autocommit_bind, None)
+            if entry is not None:
+                transaction._connections.pop(entry[0], None)
+                entry[0].close()
+            transaction = transaction._parent
