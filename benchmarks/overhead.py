@@ -10,8 +10,8 @@ alternating (forward, then reversed order) over ``--reps`` repetitions; the medi
 * ``litestar_db``: :class:`litestar_db.Database` as the benchmark configures it (pre_ping off);
 * ``litestar_db-no-stats``: the same without :func:`litestar_db.stats.instrument_engine`'s engine listeners;
 * ``litestar_db-pre-ping``: litestar_db's default ``pool.pre_ping=True`` (one extra round trip per checkout);
-* ``autocommit``: the plain engine with ``isolation_level="AUTOCOMMIT"`` (no BEGIN/COMMIT: what skipping the
-  transaction for read-only requests would save; NOT litestar_db's behaviour).
+* ``litestar_db-lazy-begin``: the session read-only requests get (plain reads in autocommit until a write);
+* ``autocommit``: the plain engine with ``isolation_level="AUTOCOMMIT"`` (no BEGIN/COMMIT at all).
 """
 
 from __future__ import annotations
@@ -66,6 +66,9 @@ async def _run(ops: int, reps: int) -> dict[str, float]:
         with mock.patch("litestar_db.database.instrument_engine"):
             makers["litestar_db-no-stats"] = ldb().sessionmaker
         makers["litestar_db-pre-ping"] = ldb(pre_ping=True).sessionmaker
+        lazy = ldb().lazy_sessionmaker
+        assert lazy is not None
+        makers["litestar_db-lazy-begin"] = lazy
         makers["autocommit"] = async_sessionmaker(
             plain.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
         )
