@@ -1,0 +1,121 @@
+"""Breaker findings on read/write routing (each test fails on the current code; marked xfail strict).
+
+Real primary + streaming standby (``replica_db``); which server ran a statement is proven by the server itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from litestar import Litestar, get
+from litestar.di import NamedDependency
+from litestar.testing import AsyncTestClient
+from sqlalchemy import Column, Integer, MetaData, Sequence, Table, func, select, update
+
+from litestar_db import Database, DatabaseConfig, DatabasePlugin, ReadWriteConfig, ReplicaConfig
+from litestar_db.session import AsyncSession
+from litestar_db.testing.pytest_plugin import ReplicaDatabase
+from tests.conftest import pg_execute
+
+pytestmark = [pytest.mark.postgres, pytest.mark.replica]
+
+counter = Table("counter", MetaData(), Column("id", Integer, primary_key=True), Column("n", Integer))
+order_no = Sequence("order_no")
+
+
+@get("/next-order-number")
+async def next_order_number(db_session: NamedDependency[AsyncSession]) -> dict[str, Any]:
+    # SQLAlchemy's documented way to draw a sequence value: SELECT nextval('order_no')
+    return {"n": await db_session.scalar(select(order_no.next_value()))}
+
+
+@get("/bump")
+async def bump(db_session: NamedDependency[AsyncSession]) -> dict[str, Any]:
+    # a data-modifying CTE built with Core: WITH u AS (UPDATE … RETURNING n) SELECT n FROM u
+    u = update(counter).values(n=counter.c.n + 1).returning(counter.c.n).cte("u")
+    return {"n": await db_session.scalar(select(u.c.n))}
+
+
+@get("/lock")
+async def lock(db_session: NamedDependency[AsyncSession]) -> dict[str, Any]:
+    got = await db_session.scalar(select(func.pg_try_advisory_lock(42)))
+    standby = await db_session.scalar(select(func.pg_is_in_recovery()))
+    return {"got": got, "lock_taken_on_standby": standby}
+
+
+def _config(db: ReplicaDatabase, **read_write: Any) -> DatabaseConfig:
+    replicas = (ReplicaConfig(url=db.replica_urls[0], name="r0"),)
+    return DatabaseConfig(
+        url=db.primary_url,
+        read_write=ReadWriteConfig(enable_read_write_split=True, replicas=replicas, **read_write),
+    )
+
+
+async def _prepare(db: ReplicaDatabase) -> None:
+    await pg_execute(db.primary_url, "CREATE SEQUENCE order_no")
+    await pg_execute(db.primary_url, "CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+    await pg_execute(db.primary_url, "INSERT INTO counter VALUES (1, 0)")
+    db.cluster.wait_for_catchup()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="select(Sequence.next_value()) in a GET is routed to the replica: 500 'read-only transaction'",
+)
+async def test_sequence_next_value_goes_to_primary(replica_db: ReplicaDatabase) -> None:
+    await _prepare(replica_db)
+    app = Litestar([next_order_number], plugins=[DatabasePlugin(_config(replica_db))])
+    async with AsyncTestClient(app) as client:
+        response = await client.get("/next-order-number")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"n": 1}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a Core select() over a data-modifying CTE (UPDATE … RETURNING) is routed to the replica: 500",
+)
+async def test_select_from_data_modifying_cte_goes_to_primary(replica_db: ReplicaDatabase) -> None:
+    await _prepare(replica_db)
+    app = Litestar([bump], plugins=[DatabasePlugin(_config(replica_db))])
+    async with AsyncTestClient(app) as client:
+        response = await client.get("/bump")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"n": 1}
+    assert (await pg_execute(replica_db.primary_url, "SELECT n FROM counter"))[0]["n"] == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="select(func.pg_try_advisory_lock(…)) runs on the replica: the lock excludes nobody using the primary",
+)
+async def test_advisory_lock_is_taken_on_the_primary(replica_db: ReplicaDatabase) -> None:
+    await _prepare(replica_db)
+    app = Litestar([lock], plugins=[DatabasePlugin(_config(replica_db))])
+    async with AsyncTestClient(app) as client:
+        response = await client.get("/lock")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"got": True, "lock_taken_on_standby": False}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="from_env cannot set token_secret: each worker signs with a random key, so read-your-writes breaks",
+)
+async def test_read_your_writes_token_survives_another_worker_configured_from_env(replica_db: ReplicaDatabase) -> None:
+    env = {"DATABASE_URL": replica_db.primary_url, "DATABASE_REPLICA_URLS": replica_db.replica_urls[0]}
+    # two workers of one deployment (uvicorn --workers 2): same environment, separate processes/Database objects;
+    # every documented or guessable variable for the secret is set, as an operator would do
+    for name in ("DATABASE_TOKEN_SECRET", "DATABASE_READ_WRITE_TOKEN_SECRET", "DATABASE_RYW_SECRET"):
+        env[name] = "shared-secret"
+    worker_a = Database(DatabaseConfig.from_env(env))
+    worker_b = Database(DatabaseConfig.from_env(env))
+    try:
+        assert worker_a.router is not None
+        assert worker_b.router is not None
+        token, _ = await worker_a.router.issue_token()  # POST answered by worker A
+        assert worker_b.router.verify_token(token) is not None  # the next GET lands on worker B
+    finally:
+        await worker_a.dispose()
+        await worker_b.dispose()
