@@ -5,6 +5,7 @@ Real primary + streaming standby (``replica_db``); which server ran a statement 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -140,3 +141,36 @@ async def test_route_isolation_level_applies_to_replica_reads(replica_db: Replic
     assert response.status_code == 200, response.text
     body = response.json()
     assert body == {"level": "repeatable read", "standby": body["standby"]}
+
+
+@get("/plan")
+async def plan(db_session: NamedDependency[AsyncSession]) -> dict[str, Any]:
+    return {"plan": await db_session.scalar(text("SELECT name FROM plan"))}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a configured replica that is not a standby (promoted, or a wrong URL) stays in rotation: reads "
+    "silently come from another database",
+)
+async def test_replica_that_is_not_a_standby_is_taken_out_of_rotation(replica_db: ReplicaDatabase, pg_url: str) -> None:
+    # the "replica" URL points at a server that is not in recovery (e.g. a standby promoted during an incident,
+    # or a typo pointing at another cluster): it has the same schema but different data
+    for url, name in ((replica_db.primary_url, "primary data"), (pg_url, "other database")):
+        await pg_execute(url, "CREATE TABLE plan (name TEXT)")
+        await pg_execute(url, f"INSERT INTO plan VALUES ('{name}')")
+    config = DatabaseConfig(
+        url=replica_db.primary_url,
+        read_write=ReadWriteConfig(
+            enable_read_write_split=True,
+            replicas=(ReplicaConfig(url=pg_url, name="r0"),),
+            monitor_interval_seconds=0.1,
+        ),
+    )
+    app = Litestar([plan], plugins=[DatabasePlugin(config)])
+    async with AsyncTestClient(app) as client:
+        await asyncio.sleep(0.5)  # several probe rounds: the monitor has seen pg_is_in_recovery() = false
+        response = await client.get("/plan")
+        ready = await client.get("/health/ready")
+    assert response.json() == {"plan": "primary data"}
+    assert ready.json()["status"] != "pass", "readiness must flag a replica that is not a standby"
