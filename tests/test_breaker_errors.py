@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from litestar import Litestar, post
+from litestar import Litestar, get, post
 from litestar.di import NamedDependency
 from litestar.testing import AsyncTestClient
 from sqlalchemy import text
@@ -12,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from litestar_db import Database, DatabaseConfig, DatabasePlugin
 from tests.conftest import pg_execute
+from tests.server import free_port
 
 pytestmark = pytest.mark.postgres
 
@@ -90,3 +93,23 @@ async def test_value_too_long_is_a_client_error(pg_url: str) -> None:
     async with AsyncTestClient(app) as client:
         response = await client.post("/notes", json={"title": "x" * 11})
     assert response.status_code == 422  # like NOT NULL / CHECK violations (ConstraintViolationError)
+
+
+@get("/profile")
+async def profile() -> dict[str, str]:
+    # the handler calls another service (a cache, an HTTP API over a raw socket, …) that is down
+    _, writer = await asyncio.open_connection("127.0.0.1", free_port())
+    writer.close()
+    return {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="any builtin ConnectionError in any handler (a cache or API down) is answered 'Database connection lost'",
+)
+async def test_non_database_connection_errors_are_not_reported_as_database_errors(pg_url: str) -> None:
+    plugin = DatabasePlugin(DatabaseConfig(url=pg_url))
+    app = Litestar([profile], plugins=[plugin])
+    async with AsyncTestClient(app) as client:
+        response = await client.get("/profile")
+    assert "Database" not in response.text, response.text  # operators would look at the wrong system
