@@ -50,7 +50,11 @@ def config_kwargs_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     Raises:
         ConfigurationError: naming the variable whose value cannot be parsed or is out of range.
     """
-    kwargs: dict[str, Any] = {"url": env.get("DATABASE_URL") or DEFAULT_URL}
+    raw_url = env.get("DATABASE_URL")
+    if raw_url is not None and not raw_url.strip():
+        # an empty value is a missing secret, not a request for the SQLite default
+        raise ConfigurationError("DATABASE_URL", "", "is set but empty (unset it to use the SQLite default)")
+    kwargs: dict[str, Any] = {"url": raw_url.strip() if raw_url is not None else DEFAULT_URL}
     pool: dict[str, Any] = {}
     for name, key, conv in (
         ("DATABASE_POOL_SIZE", "min_size", int),
@@ -80,12 +84,13 @@ def config_kwargs_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     if app_name := env.get("DATABASE_APPLICATION_NAME"):
         kwargs["connection"] = ConnectionConfig(application_name=app_name)
     replica_urls = [u.strip() for u in (env.get("DATABASE_REPLICA_URLS") or "").split(",") if u.strip()]
-    if replica_urls and not env.get("DATABASE_URL"):
+    if replica_urls and raw_url is None:
         msg = "set DATABASE_URL to the PostgreSQL primary (the default is SQLite, which has no replicas)"
         raise ConfigurationError("DATABASE_URL", None, msg)
     if replica_urls:
         replicas = tuple(ReplicaConfig(url=u, name=f"replica{i}") for i, u in enumerate(replica_urls, start=1))
-        kwargs["read_write"] = ReadWriteConfig(enable_read_write_split=True, replicas=replicas)
+        secret = (env.get("DATABASE_TOKEN_SECRET") or "").strip() or None
+        kwargs["read_write"] = ReadWriteConfig(enable_read_write_split=True, replicas=replicas, token_secret=secret)
     migrate = _get(env, "DATABASE_MIGRATE_ON_STARTUP", _bool)
     if migrate is not None:
         kwargs["migrations"] = MigrationConfig(migrate_on_startup=migrate)

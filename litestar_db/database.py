@@ -52,7 +52,9 @@ __all__ = (
 
 logger = logging.getLogger("litestar_db")
 _T = TypeVar("_T")
-_current_session: ContextVar[AsyncSession | None] = ContextVar("litestar_db_current_session", default=None)
+_current_session: ContextVar[tuple[AsyncSession, asyncio.Task[Any] | None] | None] = ContextVar(
+    "litestar_db_current_session", default=None
+)
 _OPENED_AT = "litestar_db.opened_at"
 _PKG_DIR = str(Path(__file__).parent)
 
@@ -206,7 +208,10 @@ class Database(MonitoringMixin):
             DatabaseError: a translated driver error, including a failing COMMIT.
             ValueError: ``isolation_level`` on a nested block.
         """
-        outer = _current_session.get()
+        current = _current_session.get()
+        # Child tasks inherit the ContextVar: only the task that opened the outer block nests into it; any other
+        # task (asyncio.gather, a task outliving the block) gets its own transaction.
+        outer = current[0] if current is not None and current[1] is asyncio.current_task() else None
         if outer is not None:
             try:
                 async with atomic(outer, isolation_level) as sess:
@@ -216,7 +221,7 @@ class Database(MonitoringMixin):
                 raise
             return
         async with self.session() as sess:
-            token = _current_session.set(sess)
+            token = _current_session.set((sess, asyncio.current_task()))
             try:
                 async with atomic(sess, isolation_level):
                     yield sess

@@ -74,7 +74,8 @@ class ConflictError(DatabaseError, aa_exc.IntegrityError):
 
 
 class ConstraintViolationError(DatabaseError, aa_exc.IntegrityError):
-    """A NOT NULL (23502) or CHECK (23514) constraint rejected the values. HTTP 422."""
+    """A NOT NULL (23502) or CHECK (23514) constraint, or the column type (22001 too long, 22003 out of range,
+    22007/22008 date/time, 22P02 invalid text representation), rejected the values. HTTP 422."""
 
     status_code = 422
     default_detail = "A value violates a constraint"
@@ -159,6 +160,11 @@ _BY_SQLSTATE: dict[str, type[DatabaseError]] = {
     "23503": ConflictError,
     "23P01": ConflictError,
     "23502": ConstraintViolationError,
+    "22001": ConstraintViolationError,
+    "22003": ConstraintViolationError,
+    "22007": ConstraintViolationError,
+    "22008": ConstraintViolationError,
+    "22P02": ConstraintViolationError,
     "23514": ConstraintViolationError,
     "40001": SerializationFailureError,
     "40P01": DeadlockDetectedError,
@@ -186,10 +192,20 @@ _DETAILS: dict[str, str] = {
     "23503": "Referenced row is missing or still referenced (foreign key)",
     "23502": "A required value is missing (NOT NULL)",
     "23514": "A value violates a CHECK constraint",
+    "22001": "A value is too long for its column",
+    "22003": "A numeric value is out of range",
+    "22007": "A date/time value has an invalid format",
+    "22008": "A date/time value is out of range",
+    "22P02": "A value has an invalid format for its column type",
 }
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what it wraps: a DBAPI error's ``orig`` and explicit causes (``raise … from``).
+
+    ``__context__`` (an exception raised *while handling* another) is not followed: an application error raised in
+    an ``except IntegrityError:`` block is the application's, not the database's.
+    """
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -198,7 +214,22 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         if isinstance(current, sa_exc.DBAPIError) and current.orig is not None:
             current = current.orig
         else:
-            current = current.__cause__ or current.__context__
+            current = current.__cause__
+
+
+_DRIVER_MODULES = ("asyncpg", "sqlalchemy", "aiosqlite", "sqlite3")
+
+
+def _raised_by_driver(exc: BaseException) -> bool:
+    """Whether the traceback of ``exc`` passes through the database driver or SQLAlchemy (so a socket error is the
+    database connection's, not an application's HTTP call or file access)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        if module.split(".", 1)[0] in _DRIVER_MODULES:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -249,7 +280,7 @@ def translate_error(exc: BaseException, *, retry_after: int | None = None) -> Da
             return ResultClosedError()
         if isinstance(item, sa_exc.TimeoutError):
             return PoolTimeoutError(retry_after=retry_after)
-        if isinstance(item, ConnectionError | TimeoutError | OSError):
+        if isinstance(item, OSError | TimeoutError) and _raised_by_driver(item):
             return ConnectionLostError(retry_after=retry_after)
         if isinstance(item, aa_exc.NotFoundError):
             return NotFoundError(str(item.detail) or None)

@@ -139,6 +139,11 @@ class LagMonitor:
         replica.healthy = True
         replica.in_recovery = bool(in_recovery)
         replica.last_probe = time.monotonic()
+        if not in_recovery:  # promoted, or the URL points at another primary: its data is not the primary's
+            if replica.ejected_until <= time.monotonic():
+                logger.warning("replica %s is not a standby (pg_is_in_recovery() is false); ejected", replica.name)
+            self.replica_set.eject(replica, "not a standby: pg_is_in_recovery() is false")
+            return
         replay_lsn = parse_lsn(replay_text)
         replica.replay_lsn = replay_lsn
         if replay_lsn is None or diff is None:  # not a standby, or the primary was unreachable

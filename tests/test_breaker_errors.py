@@ -19,10 +19,6 @@ from tests.server import free_port
 pytestmark = pytest.mark.postgres
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an app TimeoutError in the unit of work becomes ConnectionLostError and the whole fn is re-run",
-)
 async def test_run_in_transaction_does_not_retry_application_timeouts(pg_url: str) -> None:
     await pg_execute(pg_url, "CREATE TABLE payment (id SERIAL PRIMARY KEY)")
     db = Database(DatabaseConfig(url=pg_url))
@@ -42,10 +38,6 @@ async def test_run_in_transaction_does_not_retry_application_timeouts(pg_url: st
     assert type(info.value) is TimeoutError  # not ConnectionLostError ("Database connection lost", 503)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="any OSError (FileNotFoundError, ...) in db.transaction() is re-raised as 'Database connection lost'",
-)
 async def test_transaction_keeps_application_oserrors(pg_url: str) -> None:
     db = Database(DatabaseConfig(url=pg_url))
     try:
@@ -57,10 +49,6 @@ async def test_transaction_keeps_application_oserrors(pg_url: str) -> None:
         await db.dispose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an app exception raised in `except IntegrityError:` in transaction() is replaced by ConflictError",
-)
 async def test_application_exception_raised_while_handling_a_db_error_is_kept(pg_url: str) -> None:
     await pg_execute(pg_url, "CREATE TABLE users (email TEXT PRIMARY KEY)")
     await pg_execute(pg_url, "INSERT INTO users VALUES ('a@example.com')")
@@ -83,10 +71,6 @@ async def create_note(db_session: NamedDependency[AsyncSession], data: dict[str,
     return data
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="22001 string_data_right_truncation (client sent a too-long value) answers 500 instead of 422",
-)
 async def test_value_too_long_is_a_client_error(pg_url: str) -> None:
     await pg_execute(pg_url, "CREATE TABLE note (id SERIAL PRIMARY KEY, title VARCHAR(10) NOT NULL)")
     app = Litestar([create_note], plugins=[DatabasePlugin(DatabaseConfig(url=pg_url))])
@@ -103,10 +87,6 @@ async def profile() -> dict[str, str]:
     return {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="any builtin ConnectionError in any handler (a cache or API down) is answered 'Database connection lost'",
-)
 async def test_non_database_connection_errors_are_not_reported_as_database_errors(pg_url: str) -> None:
     plugin = DatabasePlugin(DatabaseConfig(url=pg_url))
     app = Litestar([profile], plugins=[plugin])

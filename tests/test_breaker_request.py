@@ -61,10 +61,6 @@ async def export(db_session: NamedDependency[AsyncSession]) -> Stream:
     return Stream(body(), status_code=201)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after a failed COMMIT (client gets 409) the background task still runs: side effects for unsaved data",
-)
 async def test_background_task_does_not_run_when_commit_fails(pg_url: str) -> None:
     await _setup(pg_url)
     side_effects.clear()
@@ -75,10 +71,6 @@ async def test_background_task_does_not_run_when_commit_fails(pg_url: str) -> No
     assert side_effects == []  # the welcome mail must not go out for a user that was not saved
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a failed COMMIT on a Stream response hangs the request: no response is ever sent (client times out)",
-)
 async def test_stream_response_with_failed_commit_answers_409(pg_url: str) -> None:
     await _setup(pg_url)
     side_effects.clear()

@@ -100,10 +100,6 @@ async def test_advisory_lock_is_taken_on_the_primary(replica_db: ReplicaDatabase
     assert response.json() == {"got": True, "lock_taken_on_standby": False}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="from_env cannot set token_secret: each worker signs with a random key, so read-your-writes breaks",
-)
 async def test_read_your_writes_token_survives_another_worker_configured_from_env(replica_db: ReplicaDatabase) -> None:
     env = {"DATABASE_URL": replica_db.primary_url, "DATABASE_REPLICA_URLS": replica_db.replica_urls[0]}
     # two workers of one deployment (uvicorn --workers 2): same environment, separate processes/Database objects;
@@ -130,10 +126,6 @@ async def report(db_session: NamedDependency[AsyncSession]) -> dict[str, Any]:
     return {"level": level, "standby": standby}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a route's db_isolation_level is applied to the primary only: its replica reads run READ COMMITTED",
-)
 async def test_route_isolation_level_applies_to_replica_reads(replica_db: ReplicaDatabase) -> None:
     app = Litestar([report], plugins=[DatabasePlugin(_config(replica_db))])
     async with AsyncTestClient(app) as client:
@@ -148,11 +140,6 @@ async def plan(db_session: NamedDependency[AsyncSession]) -> dict[str, Any]:
     return {"plan": await db_session.scalar(text("SELECT name FROM plan"))}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a configured replica that is not a standby (promoted, or a wrong URL) stays in rotation: reads "
-    "silently come from another database",
-)
 async def test_replica_that_is_not_a_standby_is_taken_out_of_rotation(replica_db: ReplicaDatabase, pg_url: str) -> None:
     # the "replica" URL points at a server that is not in recovery (e.g. a standby promoted during an incident,
     # or a typo pointing at another cluster): it has the same schema but different data

@@ -13,11 +13,6 @@ from tests.conftest import pg_execute
 pytestmark = pytest.mark.postgres
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="transaction() in tasks started inside another transaction() joins the parent's session (ContextVar "
-    "inherited): concurrent tasks collide on one session",
-)
 async def test_transactions_in_concurrent_child_tasks_are_independent(pg_url: str) -> None:
     await pg_execute(pg_url, "CREATE TABLE audit (id INTEGER PRIMARY KEY)")
     db = Database(DatabaseConfig(url=pg_url))
@@ -37,11 +32,6 @@ async def test_transactions_in_concurrent_child_tasks_are_independent(pg_url: st
     assert len(await pg_execute(pg_url, "SELECT id FROM audit")) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a task spawned inside transaction() that opens its own transaction() after the parent ended fails: "
-    "it reuses the parent's closed session",
-)
 async def test_fire_and_forget_task_started_in_a_transaction_can_open_its_own(pg_url: str) -> None:
     await pg_execute(pg_url, "CREATE TABLE audit (id INTEGER PRIMARY KEY)")
     db = Database(DatabaseConfig(url=pg_url))

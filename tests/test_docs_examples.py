@@ -116,6 +116,7 @@ def test_documented_environment_variables_are_the_ones_read() -> None:
         "DATABASE_POOL_PRE_PING": "false",
         "DATABASE_APPLICATION_NAME": "docs-test",
         "DATABASE_REPLICA_URLS": "postgresql://u@r1/d,postgresql://u@r2/d",
+        "DATABASE_TOKEN_SECRET": "shared-secret",
         "DATABASE_MIGRATE_ON_STARTUP": "true",
     }
     assert set(env_vars.values()) == set(values)

@@ -49,6 +49,7 @@ ENV_VARS: dict[str, str] = {
     "PoolConfig.pre_ping": "DATABASE_POOL_PRE_PING",
     "ConnectionConfig.application_name": "DATABASE_APPLICATION_NAME",
     "ReadWriteConfig.replicas": "DATABASE_REPLICA_URLS",
+    "ReadWriteConfig.token_secret": "DATABASE_TOKEN_SECRET",
     "MigrationConfig.migrate_on_startup": "DATABASE_MIGRATE_ON_STARTUP",
 }
 """Config field → environment variable read by ``DatabaseConfig.from_env`` (checked by tests/test_docs_examples)."""

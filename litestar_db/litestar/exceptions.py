@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from advanced_alchemy.exceptions import AdvancedAlchemyError
 from litestar import MediaType, Request, Response
+from litestar.exceptions.responses import create_exception_response
 from sqlalchemy.exc import MissingGreenlet, SQLAlchemyError
 
 from litestar_db.errors import DatabaseError, translate_error
@@ -53,6 +54,9 @@ def database_exception_handler(request: Request[Any, Any, Any], exc: Exception) 
     else:
         err = translate_error(exc, retry_after=retry_after)
     if err is None:
+        if not isinstance(exc, SQLAlchemyError | AdvancedAlchemyError):
+            # e.g. a ConnectionError from an HTTP call of the handler: not ours to describe
+            return create_exception_response(request, exc)
         err = DatabaseError()
     if plugin is not None:
         plugin.record_error(err)

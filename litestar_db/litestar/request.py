@@ -140,11 +140,14 @@ class RequestSessionProvider:
 
     def _routed_session(self, router: ReplicaRouter, scope: Scope, opt: dict[str, Any]) -> AsyncSession:
         mode = routing_mode(scope, opt, self._config.read_only_methods)
+        level = opt.get(OPT_ISOLATION_LEVEL)
+        if level is not None and mode == "replica":
+            # an isolation level is a promise about every read of the request: one snapshot on one server
+            mode = "primary"
         rw = router.config.read_write
         token = None
         if mode != "primary":
             token = router.verify_token(read_token(scope, rw.token_transport, rw.token_name))
-        level = opt.get(OPT_ISOLATION_LEVEL)
         maker = None
         if level is not None:
             maker = self._makers.get(f"routed:{level}")
