@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import ORMExecuteState
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Select, visitors
+from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.elements import TextClause
-from sqlalchemy.sql.selectable import CompoundSelect
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.selectable import CTE, CompoundSelect
 
 from litestar_db.errors import DatabaseUnavailableError, PoolTimeoutError, ReadOnlyError, translate_error
 from litestar_db.read_your_writes import ReadYourWrites
@@ -74,11 +76,43 @@ def is_plain_read(clause: object) -> bool:
     DML, DDL, unknown constructs, ``None`` - is not a plain read.
     """
     if isinstance(clause, Select | CompoundSelect):
-        return clause._for_update_arg is None
+        return clause._for_update_arg is None and not _select_writes(clause)
     if isinstance(clause, TextClause):
         sql = _LITERALS.sub("''", _COMMENTS.sub(" ", clause.text))
         return bool(_READ_START.match(sql)) and not _NOT_A_READ.search(sql)
     return False
+
+
+_WRITING_FUNCTION = re.compile(
+    r"^(?:nextval|setval|next_value|pg_(?:try_)?advisory\w*|pg_notify|txid_current|pg_current_xact_id|lo_\w+)$", re.I
+)
+
+
+def _writes(element: object) -> bool:
+    """A part of a Core ``SELECT`` that changes state: a data-modifying CTE or a function with side effects."""
+    element = getattr(element, "element", element) if not isinstance(element, CTE) else element  # unwrap labels
+    if isinstance(element, CTE):
+        return isinstance(element.element, UpdateBase)
+    if isinstance(element, FunctionElement):
+        return bool(_WRITING_FUNCTION.match(getattr(element, "name", "") or ""))
+    return False
+
+
+def _select_writes(statement: Select[Any] | CompoundSelect[Any]) -> bool:
+    """Whether a Core ``SELECT`` selects a side-effect function or reads a data-modifying CTE.
+
+    Checks the selected columns and the FROMs they imply (cheap, on every routed statement); a compound select or
+    one with CTEs attached by ``add_cte()`` is walked whole.
+    """
+    if isinstance(statement, CompoundSelect) or statement._independent_ctes:
+        return any(_writes(element) for element in visitors.iterate(statement))
+    if any(_writes(column) for column in statement.selected_columns):
+        return True
+    # columns_clause_froms: the FROMs the columns imply (a CTE selected from); get_final_froms() costs ~100 us
+    # and the explicit select_from()/join() targets (_from_obj, _setup_joins: no public accessor that does not
+    # compute the whole FROM list)
+    froms = (*statement.columns_clause_froms, *statement._from_obj, *(j[0] for j in statement._setup_joins))
+    return any(_writes(source) for source in froms)
 
 
 class ReplicaState:

@@ -60,10 +60,6 @@ async def _prepare(db: ReplicaDatabase) -> None:
     db.cluster.wait_for_catchup()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="select(Sequence.next_value()) in a GET is routed to the replica: 500 'read-only transaction'",
-)
 async def test_sequence_next_value_goes_to_primary(replica_db: ReplicaDatabase) -> None:
     await _prepare(replica_db)
     app = Litestar([next_order_number], plugins=[DatabasePlugin(_config(replica_db))])
@@ -73,10 +69,6 @@ async def test_sequence_next_value_goes_to_primary(replica_db: ReplicaDatabase) 
     assert response.json() == {"n": 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a Core select() over a data-modifying CTE (UPDATE … RETURNING) is routed to the replica: 500",
-)
 async def test_select_from_data_modifying_cte_goes_to_primary(replica_db: ReplicaDatabase) -> None:
     await _prepare(replica_db)
     app = Litestar([bump], plugins=[DatabasePlugin(_config(replica_db))])
@@ -87,10 +79,6 @@ async def test_select_from_data_modifying_cte_goes_to_primary(replica_db: Replic
     assert (await pg_execute(replica_db.primary_url, "SELECT n FROM counter"))[0]["n"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="select(func.pg_try_advisory_lock(…)) runs on the replica: the lock excludes nobody using the primary",
-)
 async def test_advisory_lock_is_taken_on_the_primary(replica_db: ReplicaDatabase) -> None:
     await _prepare(replica_db)
     app = Litestar([lock], plugins=[DatabasePlugin(_config(replica_db))])
