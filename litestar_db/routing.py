@@ -19,6 +19,7 @@ No Litestar import here: the core runs in workers and scripts too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import re
@@ -319,6 +320,7 @@ class RoutingSession(SyncSession):
                 msg = f"Write attempted on read-only {self.route_label} ({what}); nothing was sent to the database"
                 raise ReadOnlyError(msg)
             self.wrote = self.pinned = True
+            self._release_replica_connections()
             return self.bind
         target = self._target
         if target is _UNSET:
@@ -350,6 +352,23 @@ class RoutingSession(SyncSession):
             assert isinstance(bind, Engine)
             self._readonly_primary = bind.execution_options(postgresql_readonly=True)
         return self._readonly_primary
+
+    def _release_replica_connections(self) -> None:
+        """Give back the replica connections once the session moved to the primary.
+
+        Their transactions are READ ONLY, so nothing is lost; kept, they would be committed at the end of the
+        request, and a replica lost meanwhile would fail that COMMIT and with it the primary's write.
+        """
+        transaction = self._transaction
+        engines = [replica.engine.sync_engine for replica in self.replica_set.replicas]
+        while transaction is not None:
+            for engine in engines:
+                entry = transaction._connections.pop(engine, None)
+                if entry is not None:
+                    transaction._connections.pop(entry[0], None)
+                    with contextlib.suppress(Exception):  # a broken replica connection is discarded all the same
+                        entry[0].close()
+            transaction = transaction._parent
 
     def _replica_failed(self, replica: ReplicaState, exc: BaseException) -> None:
         """Eject ``replica``, forget it for this session, and drop its broken connection from the transaction."""

@@ -165,11 +165,6 @@ async def visit(db_session: NamedDependency[AsyncSession], replica_url: str) -> 
     return {"ok": True}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a replica connection lost after its last read makes the request's COMMIT fail: 503 and the primary "
-    "write is lost",
-)
 async def test_replica_lost_after_read_does_not_lose_the_primary_write(replica_db: ReplicaDatabase) -> None:
     await pg_execute(replica_db.primary_url, "CREATE TABLE visit (id SERIAL PRIMARY KEY)")
     replica_db.cluster.wait_for_catchup()
