@@ -11,6 +11,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
@@ -29,9 +30,20 @@ if TYPE_CHECKING:
     from litestar_db.database import Database
     from litestar_db.session import AsyncSession
 
-__all__ = ("ATTEMPT_KEY", "atomic", "commit", "raise_translated", "run_in_transaction", "transactional")
+__all__ = (
+    "ATTEMPT_KEY",
+    "atomic",
+    "commit",
+    "commit_observer",
+    "raise_translated",
+    "run_in_transaction",
+    "transactional",
+)
 
 logger = logging.getLogger("litestar_db")
+commit_observer: ContextVar[list[bool] | None] = ContextVar("litestar_db_commit_observer", default=None)
+"""Set by a caller that needs to know whether the code it runs committed (the Litestar request, to send a
+read-your-writes token after a commit made outside the request session, e.g. by :func:`transactional`)."""
 ATTEMPT_KEY = "litestar_db.attempt"
 """``session.info`` key holding the 1-based attempt number inside :func:`run_in_transaction`."""
 _T = TypeVar("_T")
@@ -58,6 +70,9 @@ async def commit(session: SAAsyncSession, retry_after: int | None = None) -> Non
     """
     try:
         await session.commit()
+        observer = commit_observer.get()
+        if observer is not None:
+            observer[0] = True
     except Exception as exc:
         # A failed COMMIT can leave the server transaction open (SQLite keeps it after a deferred foreign-key
         # failure): roll back explicitly so nothing of it survives on the pooled connection.

@@ -92,10 +92,6 @@ async def ws_handler(socket: WebSocket, db_session: NamedDependency[AsyncSession
     await socket.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a websocket handler's db_session is never committed nor closed: the connection stays 'idle in transaction'",
-)
 async def test_websocket_session_is_finished_and_released(pg_url: str) -> None:
     await _setup(pg_url)
     app = Litestar([ws_handler], plugins=[DatabasePlugin(DatabaseConfig(url=pg_url))])

@@ -192,11 +192,6 @@ async def list_orders(db_session: NamedDependency[AsyncSession]) -> dict[str, An
     return {"count": await db_session.scalar(text("SELECT count(*) FROM orders"))}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a write made through @transactional (or db.transaction()) issues no read-your-writes token: the "
-    "client's next GET reads the lagging replica and misses its own write",
-)
 async def test_read_your_writes_after_a_transactional_handler(replica_db: ReplicaDatabase) -> None:
     await pg_execute(replica_db.primary_url, "CREATE TABLE orders (id SERIAL PRIMARY KEY)")
     replica_db.cluster.wait_for_catchup()

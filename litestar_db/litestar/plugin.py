@@ -103,7 +103,9 @@ class DatabasePlugin(InitPlugin, CLIPlugin):
                 request.engine_dependency_key: Provide(self._provider.provide_engine, sync_to_thread=False),
             }
         )
-        app_config.middleware.insert(0, RequestTransactionMiddleware(request, self.config.health.retry_after_seconds))
+        app_config.middleware.insert(
+            0, RequestTransactionMiddleware(request, self.config.health.retry_after_seconds, self._provider)
+        )
         for exc_class, handler in exception_handlers().items():
             app_config.exception_handlers.setdefault(exc_class, handler)
         app_config.signature_namespace.update(

@@ -7,6 +7,7 @@ Rules (Django's ``ATOMIC_REQUESTS``, adapted to HTTP statuses):
   ``commit_on_redirect``) and rolls back otherwise; then it is closed, so the connection is back in the pool
   before any streaming body is produced;
 * an exception that escapes without a response rolls back;
+* a websocket handler's session commits when the handler returns and rolls back when it raises;
 * a failing COMMIT (e.g. a deferred unique violation) replaces the response: the translated error is raised to
   Litestar's exception handling, so the client gets 409/503/… and never a 2xx for unsaved data.
 
@@ -39,7 +40,7 @@ from litestar_db.litestar.guards import read_token, routing_mode, token_header
 from litestar_db.replicas import ReplicaRouter
 from litestar_db.routing import RoutingSession
 from litestar_db.session import AsyncSession
-from litestar_db.transactions import commit
+from litestar_db.transactions import commit, commit_observer
 
 __all__ = (
     "OPT_AUTOCOMMIT",
@@ -207,11 +208,12 @@ async def _with_token(message: Message, scope: Scope, router: ReplicaRouter) -> 
 class RequestTransactionMiddleware(ASGIMiddleware):
     """Commits or rolls back the request session at ``http.response.start``; see the module docstring."""
 
-    scopes = (ScopeType.HTTP,)
+    scopes = (ScopeType.HTTP, ScopeType.WEBSOCKET)
 
-    def __init__(self, config: RequestConfig, retry_after: int) -> None:
+    def __init__(self, config: RequestConfig, retry_after: int, provider: RequestSessionProvider | None = None) -> None:
         self._commit_on_redirect = config.commit_on_redirect
         self._retry_after = retry_after
+        self._provider = provider
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         """Run the route, finishing the request transaction when its response starts.
@@ -220,9 +222,20 @@ class RequestTransactionMiddleware(ASGIMiddleware):
             DatabaseError: the commit failed; Litestar's exception handlers turn it into the error response.
         """
         state = scope["state"]
+        if scope["type"] == ScopeType.WEBSOCKET:
+            await self._handle_websocket(scope, receive, send, next_app)
+            return
+        db = self._provider.bound if self._provider is not None else None
+        split = db.router if db is not None else None
+        # With the read/write split, commits made outside the request session (transactional(), transaction())
+        # also earn the client a read-your-writes token: observe them in this task.
+        observed: list[bool] | None = [False] if split is not None else None
+        observer_token = commit_observer.set(observed) if observed is not None else None
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
+                router = None
+                committed_elsewhere = observed is not None and observed[0]  # before the request session commits
                 unit: _RequestUnit | None = state.get(_STATE_KEY)
                 if unit is not None and not unit.done:
                     try:
@@ -233,13 +246,31 @@ class RequestTransactionMiddleware(ASGIMiddleware):
                         # handling render the translated error instead.
                         ScopeState.from_scope(scope).response_started = False
                         raise
-                    if router is not None:
-                        message = await _with_token(message, scope, router)
+                if router is None and committed_elsewhere and message["status"] < 400:
+                    router = split
+                if router is not None:
+                    message = await _with_token(message, scope, router)
             await send(message)
 
         try:
             await next_app(scope, receive, send_wrapper)
         finally:
+            if observer_token is not None:
+                commit_observer.reset(observer_token)
             unit: _RequestUnit | None = state.get(_STATE_KEY)
             if unit is not None and not unit.done:
                 await _finish(unit, None, self._commit_on_redirect, self._retry_after)
+
+    async def _handle_websocket(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        """A websocket handler's session commits when the handler returns and rolls back when it raises; either
+        way it is closed, so its connection goes back to the pool."""
+        try:
+            await next_app(scope, receive, send)
+        except BaseException:
+            unit: _RequestUnit | None = scope["state"].get(_STATE_KEY)
+            if unit is not None and not unit.done:
+                await _finish(unit, None, self._commit_on_redirect, self._retry_after)
+            raise
+        unit = scope["state"].get(_STATE_KEY)
+        if unit is not None and not unit.done:
+            await _finish(unit, 200, self._commit_on_redirect, self._retry_after)
