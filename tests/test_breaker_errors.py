@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from litestar import Litestar, get, post
 from litestar.di import NamedDependency
+from litestar.params import JSONBody
 from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -65,7 +66,7 @@ async def test_application_exception_raised_while_handling_a_db_error_is_kept(pg
 
 
 @post("/notes", status_code=201)
-async def create_note(db_session: NamedDependency[AsyncSession], data: dict[str, str]) -> dict[str, str]:
+async def create_note(db_session: NamedDependency[AsyncSession], data: JSONBody[dict[str, str]]) -> dict[str, str]:
     await db_session.execute(text("INSERT INTO note (title) VALUES (:t)"), {"t": data["title"]})
     await db_session.flush()
     return data

@@ -155,7 +155,7 @@ REPLICA_URL_KEY = "replica_url"
 
 
 @get("/visit")
-async def visit(db_session: NamedDependency[AsyncSession], replica_url: str) -> dict[str, Any]:
+async def visit(db_session: NamedDependency[AsyncSession], replica_url: NamedDependency[str]) -> dict[str, Any]:
     # GET in the default "replica" mode: a read on the replica, then a write (primary); then the replica restarts
     # (here: its backend is terminated) before the response starts
     pid = await db_session.scalar(text("SELECT pg_backend_pid()"))
