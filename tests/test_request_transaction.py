@@ -125,14 +125,14 @@ async def note_ids(observer: Database) -> list[int]:
         return list((await s.execute(text("SELECT id FROM note ORDER BY id"))).scalars())
 
 
-async def test_2xx_commits(make_client: Callable[..., AsyncTestClient[Litestar]], observer: Database) -> None:
+async def test_c07_2xx_commits(make_client: Callable[..., AsyncTestClient[Litestar]], observer: Database) -> None:
     async with make_client() as client:
         assert (await client.post("/created")).status_code == 201
         assert await note_ids(observer) == [1]
 
 
 @pytest.mark.parametrize(("commit_on_redirect", "expected"), [(False, []), (True, [2])])
-async def test_3xx_commits_only_when_configured(
+async def test_c07_3xx_commits_only_when_configured(
     make_client: Callable[..., AsyncTestClient[Litestar]],
     observer: Database,
     commit_on_redirect: bool,
@@ -144,7 +144,7 @@ async def test_3xx_commits_only_when_configured(
         assert await note_ids(observer) == expected
 
 
-async def test_http_exception_rolls_back(
+async def test_c07_http_exception_rolls_back(
     make_client: Callable[..., AsyncTestClient[Litestar]], observer: Database
 ) -> None:
     async with make_client() as client:
@@ -152,7 +152,7 @@ async def test_http_exception_rolls_back(
         assert await note_ids(observer) == []
 
 
-async def test_uncaught_error_is_500_and_rolls_back(
+async def test_c07_uncaught_error_is_500_and_rolls_back(
     make_client: Callable[..., AsyncTestClient[Litestar]], observer: Database
 ) -> None:
     async with make_client() as client:
@@ -168,7 +168,7 @@ async def test_returned_4xx_response_rolls_back(
         assert await note_ids(observer) == []
 
 
-async def test_failed_commit_becomes_409_never_2xx(
+async def test_c07_failed_commit_becomes_409_never_2xx(
     make_client: Callable[..., AsyncTestClient[Litestar]], observer: Database
 ) -> None:
     async with make_client() as client:

@@ -44,7 +44,7 @@ async def db(accounts: str) -> AsyncIterator[Database]:
     await database.dispose()
 
 
-async def test_serialization_failure_is_retried_with_a_fresh_session(db: Database, accounts: str) -> None:
+async def test_c10_serialization_failure_is_retried_with_a_fresh_session(db: Database, accounts: str) -> None:
     attempts: list[int] = []
     sessions: list[int] = []
 
@@ -65,7 +65,7 @@ async def test_serialization_failure_is_retried_with_a_fresh_session(db: Databas
     assert (await db.get_stats()).transactions_retried == 1
 
 
-async def test_retries_exhausted_raise_conflict_with_retry_after(db: Database, accounts: str) -> None:
+async def test_c10_retries_exhausted_raise_conflict_with_retry_after(db: Database, accounts: str) -> None:
     async def always_conflicts(session: AsyncSession) -> None:
         await session.execute(text("SELECT balance FROM account WHERE id = 2"))
         await pg_execute(accounts, "UPDATE account SET balance = balance + 1 WHERE id = 2")
@@ -79,7 +79,7 @@ async def test_retries_exhausted_raise_conflict_with_retry_after(db: Database, a
     assert (await db.get_stats()).transactions_retried == 2
 
 
-async def test_deadlock_loser_is_retried_and_both_succeed(db: Database, accounts: str) -> None:
+async def test_c10_deadlock_loser_is_retried_and_both_succeed(db: Database, accounts: str) -> None:
     barrier = asyncio.Barrier(2)
     calls = {"a": 0, "b": 0}
 
@@ -156,7 +156,7 @@ async def transfer_handler(data: JSONBody[Transfer], db_session: NamedDependency
 
 
 @pytest.mark.timeout(300)
-async def test_concurrent_serializable_transfers_conserve_balance(accounts: str) -> None:
+async def test_c10_concurrent_serializable_transfers_conserve_balance(accounts: str) -> None:
     """2,000 concurrent SERIALIZABLE transfers (write skew and deadlocks aplenty): total conserved, no 5xx."""
     config = DatabaseConfig(url=accounts, pool=PoolConfig(min_size=10, max_size=20, timeout=30))
     app = Litestar([transfer_handler], plugins=[DatabasePlugin(config)])
