@@ -98,10 +98,10 @@ def test_configuration_examples() -> None:
 
 
 def test_documented_environment_variables_are_the_ones_read() -> None:
-    """The Environment column of the configuration tables (docs/_ext/ltdb_docs.py) matches from_env."""
+    """The Environment column of the configuration tables (docs/_ext/env_vars.py) matches from_env."""
     sys.path.insert(0, str(DOCS / "_ext"))
     try:
-        env_vars = importlib.import_module("ltdb_docs").ENV_VARS
+        env_vars = importlib.import_module("env_vars").ENV_VARS
     finally:
         sys.path.remove(str(DOCS / "_ext"))
     values = {

@@ -22,6 +22,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import env_vars  # docs/_ext is on sys.path (conf.py); kept apart so tests can import it without docutils
 from docutils import nodes
 from docutils.parsers.rst import directives
 from sphinx.application import Sphinx
@@ -37,22 +38,7 @@ HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent
 PACKAGE = "litestar_db"
 
-ENV_VARS: dict[str, str] = {
-    "DatabaseConfig.url": "DATABASE_URL",
-    "DatabaseConfig.echo": "DATABASE_ECHO",
-    "DatabaseConfig.statement_timeout": "DATABASE_STATEMENT_TIMEOUT",
-    "DatabaseConfig.slow_query_seconds": "DATABASE_SLOW_QUERY_SECONDS",
-    "PoolConfig.min_size": "DATABASE_POOL_SIZE",
-    "PoolConfig.max_size": "DATABASE_POOL_MAX_SIZE",
-    "PoolConfig.timeout": "DATABASE_POOL_TIMEOUT",
-    "PoolConfig.recycle": "DATABASE_POOL_RECYCLE",
-    "PoolConfig.pre_ping": "DATABASE_POOL_PRE_PING",
-    "ConnectionConfig.application_name": "DATABASE_APPLICATION_NAME",
-    "ReadWriteConfig.replicas": "DATABASE_REPLICA_URLS",
-    "ReadWriteConfig.token_secret": "DATABASE_TOKEN_SECRET",
-    "MigrationConfig.migrate_on_startup": "DATABASE_MIGRATE_ON_STARTUP",
-}
-"""Config field → environment variable read by ``DatabaseConfig.from_env`` (checked by tests/test_docs_examples)."""
+ENV_VARS = env_vars.ENV_VARS
 
 _HEADERS = {
     "en": ("Field", "Type", "Default", "Environment", "Meaning"),
