@@ -83,7 +83,7 @@ class Database(MonitoringMixin):
         self.engine: AsyncEngine = create_engine_for(config, config.sqlalchemy_url(), config.pool)
         """The primary's engine (one pool shared by every session, the DI ``db_engine`` and migrations)."""
         self._counters: dict[str, EngineCounters] = {"primary": EngineCounters(config.slow_query_seconds)}
-        instrument_engine(self.engine, self._counters["primary"])
+        instrument_engine(self.engine, self._counters["primary"], statements=config.statement_stats)
         self.sessionmaker: async_sessionmaker[AsyncSession] = self.make_sessionmaker(self.engine)
         """Factory of primary sessions (see :meth:`make_sessionmaker`)."""
         self._retried = 0

@@ -201,7 +201,7 @@ class ReplicaRouter:
             pool = replica.pool or config.pool
             engine = _read_only_engine(config, url, pool)
             self.counters[name] = counters = EngineCounters(config.slow_query_seconds)
-            instrument_engine(engine, counters)
+            instrument_engine(engine, counters, statements=config.statement_stats)
             states.append(ReplicaState(name, engine, replica.weight, counters))
             probes[name] = _read_only_engine(config, url, probe_pool)
             self._pool_sizes[name] = pool.max_size

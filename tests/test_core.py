@@ -201,3 +201,17 @@ async def test_guarded_session_methods_that_call_each_other(db: Database) -> Non
         assert await s.scalar(text("SELECT count(*) FROM item")) == 1
         streamed = await s.stream_scalars(text("SELECT name FROM item"))
         assert [name async for name in streamed] == ["a"]
+
+
+async def test_statement_stats_can_be_turned_off(sqlite_url: str) -> None:
+    db = Database(DatabaseConfig(url=sqlite_url, statement_stats=False))
+    try:
+        async with db.transaction() as s:
+            await s.execute(text("SELECT 1"))
+            held = (await db.get_stats()).engines[0].pool.checked_out
+        stats = (await db.get_stats()).engines[0]
+        assert (stats.queries, stats.commits) == (0, 0)  # no per-statement events
+        assert held == 1  # pool figures are kept
+        assert stats.pool.connections_created == 1
+    finally:
+        await db.dispose()
