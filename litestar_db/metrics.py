@@ -23,11 +23,10 @@ name                                 type    labels (besides ``database`` = regi
 ==================================== ======= ==================================================================
 
 :class:`~litestar_db.litestar.plugin.DatabasePlugin` calls :func:`register_collector` for prometheus-client's
-default registry when the package is installed, so Litestar's integration serves the figures::
+default registry when the package is installed, so Litestar's integration serves the figures: add
+``litestar.plugins.prometheus.PrometheusController`` to the app's route handlers and scrape ``GET /metrics``::
 
-    from litestar.plugins.prometheus import PrometheusController
-
-    app = Litestar(route_handlers=[PrometheusController], plugins=[DatabasePlugin(config)])  # GET /metrics
+    app = Litestar(route_handlers=[PrometheusController], plugins=[DatabasePlugin(config)])
 
 Outside Litestar call ``register_collector()`` once (further calls return the same collector) and serve
 ``prometheus_client.generate_latest()``.
