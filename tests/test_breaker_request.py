@@ -139,10 +139,6 @@ async def daily_token(db_session: NamedDependency[AsyncSession]) -> dict[str, bo
     return {"saved": True}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with cache=True the 2xx response of a request whose COMMIT failed is cached and served as 200 later",
-)
 async def test_response_of_failed_commit_is_not_cached(pg_url: str) -> None:
     await _setup(pg_url)
     handler_calls.clear()

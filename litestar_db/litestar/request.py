@@ -244,7 +244,11 @@ class RequestTransactionMiddleware(ASGIMiddleware):
                         # Nothing reached the client. Raising through the response's own ``send`` aborts it (its
                         # background tasks, meant to follow a commit, never run) and lets Litestar's exception
                         # handling render the translated error instead.
-                        ScopeState.from_scope(scope).response_started = False
+                        connection_state = ScopeState.from_scope(scope)
+                        connection_state.response_started = False
+                        # Litestar's response cache already recorded this response's start message; marking the
+                        # connection as served-from-cache stops it storing that (or the error) for later requests.
+                        connection_state.is_cached = True
                         raise
                 if router is None and committed_elsewhere and message["status"] < 400:
                     router = split
