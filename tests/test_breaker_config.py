@@ -1,4 +1,4 @@
-"""Breaker findings on configuration from the environment (each test fails on the current code; xfail strict)."""
+"""Breaker findings on configuration from the environment: regression tests (each failed before its fix)."""
 
 from __future__ import annotations
 

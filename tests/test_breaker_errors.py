@@ -1,4 +1,4 @@
-"""Breaker findings on error translation (each test fails on the current code; marked xfail strict)."""
+"""Breaker findings on error translation: regression tests (each failed before its fix)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Breaker findings on read/write routing (each test fails on the current code; marked xfail strict).
+"""Breaker findings on read/write routing: regression tests (each failed before its fix).
 
 Real primary + streaming standby (``replica_db``); which server ran a statement is proven by the server itself.
 """

@@ -1,4 +1,4 @@
-"""Breaker findings on sessions and units of work (each test fails on the current code; marked xfail strict)."""
+"""Breaker findings on sessions and units of work: regression tests (each failed before its fix)."""
 
 from __future__ import annotations
 
