@@ -31,7 +31,7 @@ from litestar_db.engines import create_engine_for
 from litestar_db.errors import translate_error
 from litestar_db.lazy_begin import LazyBeginSession
 from litestar_db.replicas import ReplicaRouter
-from litestar_db.session import AsyncSession
+from litestar_db.session import AsyncSession, SyncSession, make_sessionmaker
 from litestar_db.stats import EngineCounters, instrument_engine
 from litestar_db.transactions import atomic, run_in_transaction
 
@@ -108,13 +108,7 @@ class Database(MonitoringMixin):
         if config.request.lazy_begin and self.router is None and level == "READ COMMITTED" and not pgbouncer:
             autocommit = self.engine.sync_engine.execution_options(isolation_level="AUTOCOMMIT")
             session_class = type("LazyBeginSession", (LazyBeginSession,), {"autocommit_bind": autocommit})
-            self.lazy_sessionmaker = async_sessionmaker(
-                self.engine,
-                class_=AsyncSession,
-                sync_session_class=session_class,
-                expire_on_commit=False,
-                close_resets_only=False,
-            )
+            self.lazy_sessionmaker = self.make_sessionmaker(self.engine, session_class)
 
     @property
     def migrations(self) -> Migrations:
@@ -129,23 +123,17 @@ class Database(MonitoringMixin):
         return self._migrations
 
     @staticmethod
-    def make_sessionmaker(bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-        """A session factory with litestar_db's rules.
-
-        ``expire_on_commit=False`` keeps objects readable after commit (no implicit IO while a response is
-        serialised); ``close_resets_only=False`` makes a closed session unusable instead of silently reopening it
-        (which would check out a connection nobody returns); the session class guards against concurrent use.
+    def make_sessionmaker(
+        bind: AsyncEngine, sync_session_class: type[SyncSession] = SyncSession
+    ) -> async_sessionmaker[AsyncSession]:
+        """A session factory with litestar_db's rules; see :func:`litestar_db.session.make_sessionmaker`.
 
         Returns:
             An :class:`~sqlalchemy.ext.asyncio.async_sessionmaker` of :class:`litestar_db.session.AsyncSession`.
         """
-        return async_sessionmaker(bind, class_=AsyncSession, expire_on_commit=False, close_resets_only=False)
+        return make_sessionmaker(bind, sync_session_class)
 
     # -- access ----------------------------------------------------------------------------------------------
-    def new_session(self) -> AsyncSession:
-        """A new primary session, not yet connected (the caller closes it)."""
-        return self.sessionmaker()
-
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """An ORM session on the primary; the caller commits.

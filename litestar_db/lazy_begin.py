@@ -48,20 +48,7 @@ class LazyBeginSession(SyncSession):
             if not self._flushing and is_plain_read(clause):
                 return self.autocommit_bind
             self.began = True
-            self._release_autocommit_connection()
+            # give the autocommit connection back first: it carries no transaction, and keeping it would make the
+            # request hold two connections of one pool (a pool of one would wait on itself)
+            self.drop_bind_connection(self.autocommit_bind)
         return self.bind
-
-    def _release_autocommit_connection(self) -> None:
-        """Give the autocommit connection back before the transactional one is checked out.
-
-        It carries no transaction, so nothing is lost; keeping it would make such a request hold two connections
-        of the same pool (and a pool of one would wait on itself). SQLAlchemy has no public call to drop one bind's
-        connection from a session transaction, hence ``_connections`` (also used by :mod:`litestar_db.routing`).
-        """
-        transaction = self._transaction
-        while transaction is not None:
-            entry = transaction._connections.pop(self.autocommit_bind, None)
-            if entry is not None:
-                transaction._connections.pop(entry[0], None)
-                entry[0].close()
-            transaction = transaction._parent

@@ -32,7 +32,7 @@ from litestar_db.config import DatabaseConfig, PoolConfig
 from litestar_db.engines import create_engine_for, engine_kwargs
 from litestar_db.read_your_writes import ReadYourWrites, TokenSigner, format_lsn, parse_lsn
 from litestar_db.routing import ReplicaSet, ReplicaState, RoutingMode, RoutingSession
-from litestar_db.session import AsyncSession
+from litestar_db.session import AsyncSession, make_sessionmaker
 from litestar_db.stats import EngineCounters, EngineStats, instrument_engine
 
 __all__ = ("LagMonitor", "ReplicaRouter")
@@ -233,13 +233,7 @@ class ReplicaRouter:
 
     def maker_for(self, bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:
         """A routing session maker whose primary is ``bind`` (e.g. the primary with an isolation level)."""
-        return async_sessionmaker(
-            bind,
-            class_=AsyncSession,
-            sync_session_class=self.session_class,
-            expire_on_commit=False,
-            close_resets_only=False,
-        )
+        return make_sessionmaker(bind, self.session_class)
 
     def session(
         self,

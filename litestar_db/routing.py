@@ -19,7 +19,6 @@ No Litestar import here: the core runs in workers and scripts too.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
 import re
@@ -359,16 +358,8 @@ class RoutingSession(SyncSession):
         Their transactions are READ ONLY, so nothing is lost; kept, they would be committed at the end of the
         request, and a replica lost meanwhile would fail that COMMIT and with it the primary's write.
         """
-        transaction = self._transaction
-        engines = [replica.engine.sync_engine for replica in self.replica_set.replicas]
-        while transaction is not None:
-            for engine in engines:
-                entry = transaction._connections.pop(engine, None)
-                if entry is not None:
-                    transaction._connections.pop(entry[0], None)
-                    with contextlib.suppress(Exception):  # a broken replica connection is discarded all the same
-                        entry[0].close()
-            transaction = transaction._parent
+        for replica in self.replica_set.replicas:
+            self.drop_bind_connection(replica.engine.sync_engine)
 
     def _replica_failed(self, replica: ReplicaState, exc: BaseException) -> None:
         """Eject ``replica``, forget it for this session, and drop its broken connection from the transaction."""
@@ -383,14 +374,7 @@ class RoutingSession(SyncSession):
         self._target = _UNSET
         # A broken connection cannot COMMIT (the session would fail at commit although its reads were retried
         # elsewhere). It held only this session's reads, so it is taken out of the session transaction.
-        transaction = self._transaction
-        while transaction is not None:
-            entry = transaction._connections.pop(replica.engine.sync_engine, None)
-            if entry is not None:
-                transaction._connections.pop(entry[0], None)
-                entry[0].invalidate()
-                entry[0].close()
-            transaction = transaction._parent
+        self.drop_bind_connection(replica.engine.sync_engine, invalidate=True)
 
 
 def _is_connection_error(exc: BaseException) -> bool:

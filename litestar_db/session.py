@@ -13,17 +13,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.ext.asyncio import AsyncSession as _SAAsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.util.concurrency import in_greenlet
 
 from litestar_db.errors import ConcurrentSessionUseError, DatabaseError, ResultClosedError
 
-__all__ = ("AsyncSession", "LazyLoadError", "SyncSession")
+__all__ = ("AsyncSession", "LazyLoadError", "SyncSession", "make_sessionmaker")
 
 _T = TypeVar("_T")
 _CLOSE_WAIT_SECONDS = 30.0
@@ -40,6 +42,28 @@ class LazyLoadError(DatabaseError):
 
 class SyncSession(Session):
     """The synchronous session behind :class:`AsyncSession`; routing subclasses extend this one."""
+
+    def drop_bind_connection(self, bind: object, *, invalidate: bool = False) -> None:
+        """Take ``bind``'s connection out of the session transaction and give it back to its pool.
+
+        Used when a connection carries nothing to commit (an autocommit or READ ONLY replica connection the session
+        moved away from) or cannot commit (a broken replica connection). SQLAlchemy has no public call to drop one
+        bind's connection from a session transaction, hence ``SessionTransaction._connections``.
+
+        Args:
+            bind: The engine whose connection is dropped (no-op when the session holds none).
+            invalidate: Discard the connection instead of pooling it (it is broken).
+        """
+        transaction = self._transaction
+        while transaction is not None:
+            entry = transaction._connections.pop(bind, None)  # type: ignore[call-overload]
+            if entry is not None:
+                transaction._connections.pop(entry[0], None)
+                with contextlib.suppress(Exception):  # a broken connection is discarded all the same
+                    if invalidate:
+                        entry[0].invalidate()
+                    entry[0].close()
+            transaction = transaction._parent
 
 
 @event.listens_for(SyncSession, "do_orm_execute")
@@ -186,3 +210,28 @@ class _ClosableResult:
     async def __anext__(self) -> Any:
         self._check()
         return await self._result.__anext__()
+
+
+def make_sessionmaker(
+    bind: AsyncEngine, sync_session_class: type[SyncSession] = SyncSession
+) -> async_sessionmaker[AsyncSession]:
+    """A session factory with litestar_db's rules (primary, lazy-begin and routing sessions all use it).
+
+    ``expire_on_commit=False`` keeps objects readable after commit (no implicit IO while a response is serialised);
+    ``close_resets_only=False`` makes a closed session unusable instead of silently reopening it (which would check
+    out a connection nobody returns); :class:`AsyncSession` guards against concurrent use.
+
+    Args:
+        bind: The engine sessions use by default.
+        sync_session_class: The sync session class (a subclass of :class:`SyncSession` that routes statements).
+
+    Returns:
+        An :class:`~sqlalchemy.ext.asyncio.async_sessionmaker` of :class:`AsyncSession`.
+    """
+    return async_sessionmaker(
+        bind,
+        class_=AsyncSession,
+        sync_session_class=sync_session_class,
+        expire_on_commit=False,
+        close_resets_only=False,
+    )

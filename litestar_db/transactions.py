@@ -35,7 +35,6 @@ __all__ = (
     "atomic",
     "commit",
     "commit_observer",
-    "raise_translated",
     "run_in_transaction",
     "transactional",
 )
@@ -48,17 +47,6 @@ ATTEMPT_KEY = "litestar_db.attempt"
 """``session.info`` key holding the 1-based attempt number inside :func:`run_in_transaction`."""
 _T = TypeVar("_T")
 _S = TypeVar("_S", bound=SAAsyncSession)
-
-
-def raise_translated(exc: BaseException, retry_after: int | None = None) -> None:
-    """Raise the :class:`DatabaseError` for ``exc`` (chained), or return when it is not a database error.
-
-    Raises:
-        DatabaseError: the translated error.
-    """
-    err = translate_error(exc, retry_after=retry_after)
-    if err is not None and err is not exc:
-        raise err from exc
 
 
 async def commit(session: SAAsyncSession, retry_after: int | None = None) -> None:
