@@ -308,8 +308,8 @@ class DatabaseConfig:
     slow_query_seconds: float = 0.5
     """Statements slower than this count as slow in the stats."""
     statement_stats: bool = True
-    """Count statements, errors, slow queries, commits and rollbacks (SQLAlchemy engine events on every statement,
-    about 50 us of CPU per request); pool figures are kept either way."""
+    """Count statements, errors, slow queries, commits and rollbacks (the dialect's execution hooks, a few
+    microseconds of CPU per request; see :mod:`litestar_db.instrument`); pool figures are kept either way."""
     request: RequestConfig = field(default_factory=RequestConfig)
     """The Litestar request transaction."""
     health: HealthConfig = field(default_factory=HealthConfig)

@@ -29,10 +29,11 @@ from litestar_db._monitoring import MonitoringMixin
 from litestar_db.config import DatabaseConfig
 from litestar_db.engines import create_engine_for
 from litestar_db.errors import translate_error
+from litestar_db.instrument import instrument_engine
 from litestar_db.lazy_begin import LazyBeginSession
 from litestar_db.replicas import ReplicaRouter
 from litestar_db.session import AsyncSession, SyncSession, make_sessionmaker
-from litestar_db.stats import EngineCounters, instrument_engine
+from litestar_db.stats import EngineCounters
 from litestar_db.transactions import atomic, run_in_transaction
 
 if TYPE_CHECKING:
@@ -83,7 +84,12 @@ class Database(MonitoringMixin):
         self.engine: AsyncEngine = create_engine_for(config, config.sqlalchemy_url(), config.pool)
         """The primary's engine (one pool shared by every session, the DI ``db_engine`` and migrations)."""
         self._counters: dict[str, EngineCounters] = {"primary": EngineCounters(config.slow_query_seconds)}
-        instrument_engine(self.engine, self._counters["primary"], statements=config.statement_stats)
+        instrument_engine(
+            self.engine,
+            self._counters["primary"],
+            statements=config.statement_stats,
+            reset_on_return=config.pool.reset_on_return,
+        )
         self.sessionmaker: async_sessionmaker[AsyncSession] = self.make_sessionmaker(self.engine)
         """Factory of primary sessions (see :meth:`make_sessionmaker`)."""
         self._retried = 0

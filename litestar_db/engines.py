@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool, StaticPool
 
 from litestar_db.config import DatabaseConfig, PoolConfig
-from litestar_db.stats import InstrumentedQueuePool
+from litestar_db.instrument import InstrumentedQueuePool
 
 __all__ = ("create_engine_for", "engine_kwargs")
 
@@ -36,7 +36,11 @@ def engine_kwargs(config: DatabaseConfig, url: URL, pool: PoolConfig, *, null_po
     Returns:
         Keyword arguments, ``url`` excluded.
     """
-    kwargs: dict[str, Any] = {"echo": config.echo, "echo_pool": pool.echo_pool}
+    kwargs: dict[str, Any] = {
+        "echo": config.echo,
+        "echo_pool": pool.echo_pool,
+        "pool_reset_on_return": pool.reset_on_return,
+    }
     if url.get_backend_name() == "sqlite":
         memory = url.database in (None, "", ":memory:")
         if memory:
@@ -68,7 +72,6 @@ def engine_kwargs(config: DatabaseConfig, url: URL, pool: PoolConfig, *, null_po
             pool_timeout=pool.timeout,
             pool_recycle=pool.recycle,
             pool_pre_ping=pool.pre_ping,
-            pool_reset_on_return=pool.reset_on_return,
         )
     if config.isolation_level:
         kwargs["isolation_level"] = config.isolation_level

@@ -40,6 +40,11 @@ class LazyBeginSession(SyncSession):
         self.began = False
         """Set once a statement needed the real transaction; every later statement runs in it."""
 
+    @property
+    def nothing_to_commit(self) -> bool:
+        """No statement began the real transaction and nothing is pending: a commit would send nothing."""
+        return not self.began and not (self.new or self.dirty or self.deleted)
+
     def get_bind(self, mapper: Any = None, *, clause: Any = None, bind: Any = None, **kw: Any) -> Any:
         """The autocommit engine for plain reads before the first write, the primary's transaction otherwise."""
         if bind is not None:

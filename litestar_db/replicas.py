@@ -30,10 +30,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from litestar_db.config import DatabaseConfig, PoolConfig
 from litestar_db.engines import create_engine_for, engine_kwargs
+from litestar_db.instrument import instrument_engine
 from litestar_db.read_your_writes import ReadYourWrites, TokenSigner, format_lsn, parse_lsn
 from litestar_db.routing import ReplicaSet, ReplicaState, RoutingMode, RoutingSession
 from litestar_db.session import AsyncSession, make_sessionmaker
-from litestar_db.stats import EngineCounters, EngineStats, instrument_engine
+from litestar_db.stats import EngineCounters, EngineStats
 
 __all__ = ("LagMonitor", "ReplicaRouter")
 
@@ -201,7 +202,7 @@ class ReplicaRouter:
             pool = replica.pool or config.pool
             engine = _read_only_engine(config, url, pool)
             self.counters[name] = counters = EngineCounters(config.slow_query_seconds)
-            instrument_engine(engine, counters, statements=config.statement_stats)
+            instrument_engine(engine, counters, statements=config.statement_stats, reset_on_return=pool.reset_on_return)
             states.append(ReplicaState(name, engine, replica.weight, counters))
             probes[name] = _read_only_engine(config, url, probe_pool)
             self._pool_sizes[name] = pool.max_size

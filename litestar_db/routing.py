@@ -106,11 +106,12 @@ def _select_writes(statement: Select[Any] | CompoundSelect[Any]) -> bool:
     """
     if isinstance(statement, CompoundSelect) or statement._independent_ctes:
         return any(_writes(element) for element in visitors.iterate(statement))
-    if any(_writes(column) for column in statement.selected_columns):
-        return True
-    # columns_clause_froms: the FROMs the columns imply (a CTE selected from); get_final_froms() costs ~100 us
+    # The columns as written (_raw_columns: selected_columns would build a column collection, ~10 us for an ORM
+    # entity), the FROMs they imply (columns_clause_froms: a CTE selected from; get_final_froms() costs ~100 us)
     # and the explicit select_from()/join() targets (_from_obj, _setup_joins: no public accessor that does not
     # compute the whole FROM list)
+    if any(_writes(column) for column in statement._raw_columns):
+        return True
     froms = (*statement.columns_clause_froms, *statement._from_obj, *(j[0] for j in statement._setup_joins))
     return any(_writes(source) for source in froms)
 

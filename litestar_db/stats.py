@@ -1,10 +1,7 @@
 """Statistics: msgspec Structs returned by :meth:`Database.get_stats` and the counters behind them.
 
-Counters are fed by SQLAlchemy engine and pool events (``connect``, ``invalidate``, ``soft_invalidate``,
-``before_cursor_execute``/``after_cursor_execute``, ``handle_error``, ``commit``, ``rollback``) and, for what no
-event reports (checkouts waiting for a connection, checkouts that timed out), by :class:`InstrumentedQueuePool`,
-the pool class every pooled engine uses. They are plain integers updated on the event loop thread, so reading them
-is cheap and needs no lock.
+:mod:`litestar_db.instrument` feeds the counters (:class:`EngineCounters`). They are plain integers updated on
+the event loop thread, so reading them is cheap and needs no lock.
 """
 
 from __future__ import annotations
@@ -17,11 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
-from sqlalchemy import event
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, Pool, QueuePool
+from sqlalchemy.pool import QueuePool
 
 if TYPE_CHECKING:
     from litestar_db.routing import ReplicaState
@@ -31,10 +25,8 @@ __all__ = (
     "EngineCounters",
     "EngineStats",
     "EngineTarget",
-    "InstrumentedQueuePool",
     "PoolStats",
     "SlowQuery",
-    "instrument_engine",
 )
 
 _LITERALS = re.compile(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b")
@@ -162,7 +154,7 @@ class EngineTarget:
 
 
 class EngineCounters:
-    """Mutable counters of one engine, fed by SQLAlchemy events."""
+    """Mutable counters of one engine, fed by :func:`litestar_db.instrument.instrument_engine`."""
 
     __slots__ = (
         "checkout_timeouts",
@@ -255,98 +247,3 @@ class EngineCounters:
     def slowest_queries(self) -> list[SlowQuery]:
         """The slowest statements, slowest first."""
         return [SlowQuery(statement=s, seconds=round(t, 6)) for t, s in sorted(self.slowest, reverse=True)]
-
-
-class InstrumentedQueuePool(AsyncAdaptedQueuePool):
-    """SQLAlchemy's asyncio queue pool, also counting waiting checkouts and checkout timeouts.
-
-    No pool event fires *before* a checkout, so these two figures come from ``_do_get`` (the method pool classes
-    implement to hand out a connection). A checkout counts as waiting from the moment the pool is at
-    ``max_size`` (every connection lent, no overflow left) until it gets a connection or gives up after
-    ``pool.timeout`` seconds (HikariCP's ``pendingThreads`` and ``connectionTimeout`` count). Outside that case a
-    checkout never suspends, so the figure is exact for any observer on the event loop.
-    """
-
-    _sqla_logger_namespace = "sqlalchemy.pool.impl.InstrumentedQueuePool"  # log under sqlalchemy.* like its base
-
-    counters: EngineCounters | None = None
-    """Where the figures go; set by :func:`instrument_engine` and carried over by :meth:`recreate`."""
-
-    def _do_get(self) -> ConnectionPoolEntry:
-        counters = self.counters
-        if counters is None or not (-1 < self._max_overflow <= self._overflow):
-            return super()._do_get()
-        counters.waiting += 1
-        try:
-            return super()._do_get()
-        except sa_exc.TimeoutError:
-            counters.checkout_timeouts += 1
-            raise
-        finally:
-            counters.waiting -= 1
-
-    def recreate(self) -> QueuePool:
-        """A fresh pool with the same settings (``engine.dispose()``), still feeding the same counters.
-
-        Returns:
-            The new pool.
-        """
-        new = super().recreate()
-        if isinstance(new, InstrumentedQueuePool):
-            new.counters = self.counters
-        return new
-
-
-def instrument_engine(engine: AsyncEngine, counters: EngineCounters, *, statements: bool = True) -> None:
-    """Attach the event listeners that feed ``counters`` to ``engine`` and its pool.
-
-    Args:
-        engine: The engine to observe.
-        counters: Where the figures go.
-        statements: Also count statements, errors, slow queries, commits and rollbacks (engine events on every
-            statement: about 50 us per request on a 2-core machine); pool figures are always kept.
-    """
-    sync_engine = engine.sync_engine
-    if isinstance(sync_engine.pool, InstrumentedQueuePool):
-        sync_engine.pool.counters = counters
-        counters.pool_instrumented = True
-
-    def on_connect(dbapi_conn: Any, record: Any) -> None:
-        counters.connections_created += 1
-
-    def on_invalidate(dbapi_conn: Any, record: Any, exc: BaseException | None) -> None:
-        counters.connections_invalidated += 1
-
-    def before_execute(conn: Connection, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
-        conn.info["litestar_db.t0"] = time.perf_counter()
-
-    def after_execute(conn: Connection, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
-        counters.queries += 1
-        started = conn.info.pop("litestar_db.t0", None)
-        if started is not None:
-            elapsed = time.perf_counter() - started
-            if elapsed >= counters.slow_threshold:
-                counters.record_slow(statement, elapsed)
-
-    def on_error(context: ExceptionContext) -> None:
-        if context.statement is not None:
-            counters.queries += 1
-        counters.errors += 1
-
-    def on_commit(conn: Connection) -> None:
-        counters.commits += 1
-
-    def on_rollback(conn: Connection) -> None:
-        counters.rollbacks += 1
-
-    pool: Pool = sync_engine.pool
-    event.listen(pool, "connect", on_connect)
-    event.listen(pool, "invalidate", on_invalidate)
-    event.listen(pool, "soft_invalidate", on_invalidate)
-    if not statements:
-        return
-    event.listen(sync_engine, "before_cursor_execute", before_execute)
-    event.listen(sync_engine, "after_cursor_execute", after_execute)
-    event.listen(sync_engine, "handle_error", on_error)
-    event.listen(sync_engine, "commit", on_commit)
-    event.listen(sync_engine, "rollback", on_rollback)

@@ -12,6 +12,7 @@ from litestar.params import FromQuery
 from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from litestar_db import Database, DatabaseConfig, DatabasePlugin, PoolConfig, RequestConfig
 from tests.conftest import pg_execute
@@ -59,7 +60,24 @@ async def serializable(db_session: NamedDependency[AsyncSession]) -> dict[str, b
     return {"in_transaction": await in_transaction(db_session)}
 
 
-HANDLERS = [read, read_in_post, read_then_write, set_local, serializable]
+class Base(DeclarativeBase):
+    pass
+
+
+class Hit(Base):
+    __tablename__ = "hit"
+    id: Mapped[int] = mapped_column(primary_key=True)
+
+
+@get("/read-then-add")
+async def read_then_add(db_session: NamedDependency[AsyncSession]) -> dict[str, bool]:
+    """A read in autocommit, then an object added and never flushed: only the request's commit writes it."""
+    await db_session.execute(text("SELECT 1"))
+    db_session.add(Hit())
+    return {"in_transaction": db_session.in_transaction()}
+
+
+HANDLERS = [read, read_in_post, read_then_write, read_then_add, set_local, serializable]
 
 
 @pytest.fixture
@@ -97,6 +115,15 @@ async def test_write_in_a_get_still_rolls_back_on_4xx(client: AsyncTestClient[Li
     assert response.status_code == 409
     assert response.json()["after"] == 1
     assert (await pg_execute(pg_url, "SELECT count(*) AS n FROM hit"))[0]["n"] == 0
+
+
+async def test_pending_objects_of_a_read_only_request_are_committed(
+    client: AsyncTestClient[Litestar], pg_url: str
+) -> None:
+    """A GET that only read has nothing to commit, unless it left objects pending: those are flushed and committed
+    at the end like in any request."""
+    assert (await client.get("/read-then-add")).status_code == 200
+    assert (await pg_execute(pg_url, "SELECT count(*) AS n FROM hit"))[0]["n"] == 1
 
 
 async def test_set_local_runs_in_the_transaction(client: AsyncTestClient[Litestar]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from litestar import Litestar, get
+from litestar import Litestar, post
 from litestar.di import NamedDependency
 from litestar.plugins.prometheus import PrometheusController
 from prometheus_client import CollectorRegistry, generate_latest
@@ -69,7 +69,7 @@ async def test_collector_reports_pool_and_registers_once(pg_url: str) -> None:
         await db.dispose()
 
 
-@get("/work")
+@post("/work", status_code=200)  # a POST runs in a transaction (a GET that only reads commits nothing)
 async def work(db_session: NamedDependency[AsyncSession]) -> dict[str, int]:
     await db_session.execute(text("SELECT 1"))
     return {"one": (await db_session.execute(text("SELECT 1"))).scalar_one()}
@@ -86,11 +86,11 @@ async def test_metrics_endpoint_counters_only_grow(pg_url: str) -> None:
     url = make_url(pg_url).set(password="metrics-pw-31").render_as_string(hide_password=False)
     first, second = make_app(url, "metrics_a"), make_app(url, "metrics_b")  # two apps, one process, one registry
     async with serve(first) as base_a, serve(second) as base_b, httpx.AsyncClient() as client:
-        assert (await client.get(f"{base_a}/work")).status_code == 200
+        assert (await client.post(f"{base_a}/work")).status_code == 200
         before_text = (await client.get(f"{base_a}/metrics")).text
         for _ in range(3):
-            assert (await client.get(f"{base_a}/work")).status_code == 200
-        assert (await client.get(f"{base_b}/work")).status_code == 200
+            assert (await client.post(f"{base_a}/work")).status_code == 200
+        assert (await client.post(f"{base_b}/work")).status_code == 200
         after_text = (await client.get(f"{base_a}/metrics")).text
     before, types = parse(before_text)
     after, _ = parse(after_text)

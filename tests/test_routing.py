@@ -10,7 +10,7 @@ import time
 from collections import Counter
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, delete, insert, select, text, union_all, update
+from sqlalchemy import Column, Integer, MetaData, Sequence, Table, delete, func, insert, select, text, union_all, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from litestar_db import ConfigurationError, Database, DatabaseConfig, ReadWriteConfig, ReplicaConfig
@@ -29,6 +29,14 @@ items = Table("items", MetaData(), Column("id", Integer, primary_key=True))
         (union_all(select(items), select(items)), True),
         (select(items).with_for_update(), False),
         (select(items).with_for_update(read=True), False),
+        (select(func.count()).select_from(items), True),
+        (select(items.c.id, func.lower("x").label("l")), True),
+        (select(func.nextval("items_id_seq")), False),
+        (select(func.nextval("items_id_seq").label("n")), False),
+        (select(Sequence("items_id_seq").next_value()), False),
+        (select(func.pg_try_advisory_lock(1)), False),
+        (select(insert(items).values(id=1).returning(items.c.id).cte("new").c.id), False),
+        (select(items).add_cte(delete(items).cte("gone")), False),
         (insert(items), False),
         (update(items).values(id=1), False),
         (delete(items), False),

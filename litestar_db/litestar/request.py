@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from litestar_db.config import RequestConfig
 from litestar_db.database import Database
+from litestar_db.lazy_begin import LazyBeginSession
 from litestar_db.litestar.guards import read_token, routing_mode, token_header
 from litestar_db.replicas import ReplicaRouter
 from litestar_db.routing import RoutingSession
@@ -180,11 +181,13 @@ async def _finish(
     session = unit.session
     try:
         success = status is not None and (200 <= status < 300 or (commit_on_redirect and 300 <= status < 400))
-        if unit.autocommit and success and session.in_transaction():
+        sync = session.sync_session
+        if isinstance(sync, LazyBeginSession) and sync.nothing_to_commit:
+            pass  # only autocommit reads ran: closing the session is all there is to do
+        elif unit.autocommit and success and session.in_transaction():
             await commit(session, retry_after)
         elif not unit.autocommit and (session.new or session.dirty or session.deleted):
             logger.warning("rolling back uncommitted changes left by a route with db_autocommit=False")
-        sync = session.sync_session
         if unit.router is not None and success and isinstance(sync, RoutingSession) and sync.wrote:
             return unit.router
         return None

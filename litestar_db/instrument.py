@@ -1,0 +1,170 @@
+"""Feeding :class:`~litestar_db.stats.EngineCounters` without SQLAlchemy's per-connection event cost.
+
+SQLAlchemy joins an engine's ``ConnectionEvents`` listeners into every new ``Connection`` (one per request) and
+builds a joined listener collection per event fired; with any such listener attached that costs about 40-55 us of
+CPU per request on a 2-core machine, whatever the listener does (``benchmarks/README.md``). So the per-statement
+figures come from the dialect's own hooks instead, which SQLAlchemy calls whether or not events are attached:
+
+* statements and slow statements: an ``ExecutionContext`` subclass (``pre_exec``/``post_exec``, the dialect
+  interface's hooks around each cursor execution);
+* commits and rollbacks: the dialect's ``do_commit``/``do_rollback`` on this engine's dialect instance, minus the
+  pool's reset-on-return (told apart by the pool's ``reset`` event, which fires just before it);
+* errors: ``handle_error`` (a ``DialectEvents`` hook: it also sees connection failures);
+* pool figures: pool events (``connect``, ``invalidate``, ``soft_invalidate``) and :class:`InstrumentedQueuePool`
+  for what no event reports (checkouts waiting for a connection, checkouts that timed out).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.engine.default import DefaultExecutionContext
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, Pool, PoolResetState, QueuePool
+
+from litestar_db.stats import EngineCounters
+
+__all__ = ("InstrumentedQueuePool", "instrument_engine")
+
+
+class InstrumentedQueuePool(AsyncAdaptedQueuePool):
+    """SQLAlchemy's asyncio queue pool, also counting waiting checkouts and checkout timeouts.
+
+    No pool event fires *before* a checkout, so these two figures come from ``_do_get`` (the method pool classes
+    implement to hand out a connection). A checkout counts as waiting from the moment the pool is at
+    ``max_size`` (every connection lent, no overflow left) until it gets a connection or gives up after
+    ``pool.timeout`` seconds (HikariCP's ``pendingThreads`` and ``connectionTimeout`` count). Outside that case a
+    checkout never suspends, so the figure is exact for any observer on the event loop.
+    """
+
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.InstrumentedQueuePool"  # log under sqlalchemy.* like its base
+
+    counters: EngineCounters | None = None
+    """Where the figures go; set by :func:`instrument_engine` and carried over by :meth:`recreate`."""
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        counters = self.counters
+        if counters is None or not (-1 < self._max_overflow <= self._overflow):
+            return super()._do_get()
+        counters.waiting += 1
+        try:
+            return super()._do_get()
+        except sa_exc.TimeoutError:
+            counters.checkout_timeouts += 1
+            raise
+        finally:
+            counters.waiting -= 1
+
+    def recreate(self) -> QueuePool:
+        """A fresh pool with the same settings (``engine.dispose()``), still feeding the same counters.
+
+        Returns:
+            The new pool.
+        """
+        new = super().recreate()
+        if isinstance(new, InstrumentedQueuePool):
+            new.counters = self.counters
+        return new
+
+
+class _CountingContext:
+    """Mixin for the dialect's execution context: counts each statement and times it (``perf_counter``)."""
+
+    counters: EngineCounters
+    _ltdb_started = 0.0
+
+    def pre_exec(self) -> None:
+        self._ltdb_started = time.perf_counter()
+        super().pre_exec()  # type: ignore[misc]
+
+    def post_exec(self) -> None:
+        super().post_exec()  # type: ignore[misc]
+        counters = self.counters
+        counters.queries += 1
+        elapsed = time.perf_counter() - self._ltdb_started
+        if elapsed >= counters.slow_threshold:
+            counters.record_slow(self.statement or "", elapsed)  # type: ignore[attr-defined]
+
+
+def _count_statements(engine: AsyncEngine, counters: EngineCounters, reset_on_return: str | None) -> None:
+    dialect = engine.sync_engine.dialect
+    base: type[DefaultExecutionContext] = dialect.execution_ctx_cls  # type: ignore[assignment]
+    # one subclass per engine: the dialect instance is the engine's own (execution_options() engines share it)
+    counting = type(f"Counting{base.__name__}", (_CountingContext, base), {"counters": counters})
+
+    base_commit, base_rollback = dialect.do_commit, dialect.do_rollback
+    pool_reset = [False]  # set by the pool's reset event right before its reset-on-return rollback/commit
+
+    def on_reset(dbapi_conn: Any, record: Any, state: PoolResetState) -> None:
+        # SQLAlchemy's Pool._reset: a rollback unless the Connection already ended its transaction; always a commit
+        pool_reset[0] = state.asyncio_safe and (
+            reset_on_return == "commit" or (reset_on_return == "rollback" and not state.transaction_was_reset)
+        )
+
+    def do_commit(dbapi_connection: Any) -> None:
+        if pool_reset[0]:
+            pool_reset[0] = False
+        else:
+            counters.commits += 1
+        base_commit(dbapi_connection)
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        if pool_reset[0]:
+            pool_reset[0] = False
+        else:
+            counters.rollbacks += 1
+        base_rollback(dbapi_connection)
+
+    def on_error(context: ExceptionContext) -> None:
+        if context.statement is not None:
+            counters.queries += 1
+        counters.errors += 1
+
+    def install(dbapi_conn: Any, record: Any) -> None:
+        # after the first connection's dialect initialisation (server version, schema, its closing rollback):
+        # those are not the application's statements, and ConnectionEvents never saw them either
+        dialect.execution_ctx_cls = counting
+        dialect.do_commit = do_commit  # type: ignore[method-assign]
+        dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+    event.listen(engine.sync_engine.pool, "connect", install, once=True)
+    event.listen(engine.sync_engine.pool, "reset", on_reset)
+    event.listen(engine.sync_engine, "handle_error", on_error)
+
+
+def instrument_engine(
+    engine: AsyncEngine, counters: EngineCounters, *, statements: bool = True, reset_on_return: str | None = "rollback"
+) -> None:
+    """Feed ``counters`` from ``engine``, its dialect and its pool.
+
+    Adds no ``ConnectionEvents`` listener (see the module docstring), so SQLAlchemy's per-connection event
+    dispatch stays off.
+
+    Args:
+        engine: The engine to observe (instrument it once, before first use).
+        counters: Where the figures go.
+        statements: Also count statements, errors, slow queries (at or above ``counters.slow_threshold``
+            seconds), commits and rollbacks; pool figures are always kept.
+        reset_on_return: The pool's ``reset_on_return`` (``"rollback"``, ``"commit"`` or ``None``), so that its
+            resets are not counted as the application's rollbacks or commits.
+    """
+    pool: Pool = engine.sync_engine.pool
+    if isinstance(pool, InstrumentedQueuePool):
+        pool.counters = counters
+        counters.pool_instrumented = True
+
+    def on_connect(dbapi_conn: Any, record: Any) -> None:
+        counters.connections_created += 1
+
+    def on_invalidate(dbapi_conn: Any, record: Any, exc: BaseException | None) -> None:
+        counters.connections_invalidated += 1
+
+    event.listen(pool, "connect", on_connect)
+    event.listen(pool, "invalidate", on_invalidate)
+    event.listen(pool, "soft_invalidate", on_invalidate)
+    if statements:
+        _count_statements(engine, counters, reset_on_return)
