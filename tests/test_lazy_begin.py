@@ -14,7 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from litestar_db import Database, DatabaseConfig, DatabasePlugin, PoolConfig, RequestConfig
+from litestar_db import Database, DatabaseConfig, DatabasePlugin, PoolConfig, RequestConfig, get_database
+from litestar_db.lazy_begin import autocommit_engine
 from tests.conftest import pg_execute
 
 pytestmark = pytest.mark.postgres
@@ -94,6 +95,18 @@ async def test_get_reads_run_without_begin(client: AsyncTestClient[Litestar]) ->
 
 async def test_post_runs_in_a_transaction(client: AsyncTestClient[Litestar]) -> None:
     assert (await client.post("/read")).json() == {"in_transaction": True}
+
+
+async def test_the_autocommit_connection_is_reset_for_the_next_request(client: AsyncTestClient[Litestar]) -> None:
+    """Pool of one: the connection a GET used in autocommit goes back to the pool reset, so the next POST runs in
+    a transaction on it; the autocommit engine shares the pool and adds no per-connection events."""
+    assert (await client.get("/read")).json() == {"in_transaction": False}
+    assert (await client.post("/read")).json() == {"in_transaction": True}
+    assert (await client.get("/read")).json() == {"in_transaction": False}
+    db = get_database()
+    bind = autocommit_engine(db.engine.sync_engine)
+    assert bind.pool is db.engine.sync_engine.pool
+    assert bind._has_events is False  # engine.execution_options(isolation_level=...) would switch them on
 
 
 async def test_route_isolation_level_keeps_the_transaction(client: AsyncTestClient[Litestar]) -> None:
