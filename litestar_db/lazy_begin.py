@@ -66,7 +66,8 @@ class LazyBeginSession(SyncSession):
     @property
     def nothing_to_commit(self) -> bool:
         """No statement began the real transaction and nothing is pending: a commit would send nothing."""
-        return not self.began and not (self.new or self.dirty or self.deleted)
+        # Session._is_clean(): what flush() checks, without building the new/dirty/deleted sets
+        return not self.began and self._is_clean()
 
     def get_bind(self, mapper: Any = None, *, clause: Any = None, bind: Any = None, **kw: Any) -> Any:
         """The autocommit engine for plain reads before the first write, the primary's transaction otherwise."""

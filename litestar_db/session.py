@@ -94,24 +94,29 @@ class AsyncSession(_SAAsyncSession):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._ltdb_busy: asyncio.Future[None] | None = None
         self._ltdb_owner: asyncio.Task[Any] | None = None
+        """The task running an awaited call, ``None`` when idle."""
+        self._ltdb_idle: asyncio.Future[None] | None = None
+        """Created by :meth:`close` only when it has to wait for a running call (no allocation per call)."""
         self._ltdb_closed = False
 
     async def _guard(self, call: Callable[..., Awaitable[_T]], *args: Any, **kwargs: Any) -> _T:
         task = asyncio.current_task()
-        if self._ltdb_busy is not None:
-            if self._ltdb_owner is task:  # re-entry from the same task (scalars() calls execute())
+        owner = self._ltdb_owner
+        if owner is not None:
+            if owner is task:  # re-entry from the same task (scalars() calls execute())
                 return await call(*args, **kwargs)
             raise ConcurrentSessionUseError
-        self._ltdb_busy = done = asyncio.get_running_loop().create_future()
         self._ltdb_owner = task
         try:
             return await call(*args, **kwargs)
         finally:
-            self._ltdb_busy = None
             self._ltdb_owner = None
-            done.set_result(None)
+            idle = self._ltdb_idle
+            if idle is not None:
+                self._ltdb_idle = None
+                if not idle.done():
+                    idle.set_result(None)
 
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
         return await self._guard(super().execute, *args, **kwargs)
@@ -166,9 +171,10 @@ class AsyncSession(_SAAsyncSession):
 
     async def close(self) -> None:
         """Close the session; if a (misused) concurrent operation is still running, wait for it first."""
-        busy = self._ltdb_busy
-        if busy is not None:
-            await asyncio.wait_for(asyncio.shield(busy), _CLOSE_WAIT_SECONDS)
+        if self._ltdb_owner is not None and self._ltdb_owner is not asyncio.current_task():
+            if self._ltdb_idle is None:
+                self._ltdb_idle = asyncio.get_running_loop().create_future()
+            await asyncio.wait_for(asyncio.shield(self._ltdb_idle), _CLOSE_WAIT_SECONDS)
         self._ltdb_closed = True
         await super().close()
 
