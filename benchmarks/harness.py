@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -143,6 +144,12 @@ class Server:
         """User + system CPU seconds the server process has used so far (``/proc/<pid>/stat``)."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def gc_stats(self) -> dict[str, list[float]]:
+        """The server's garbage-collector counters (``GET /_bench/gc``, :mod:`benchmarks.gcstats`)."""
+        with urllib.request.urlopen(f"{self.base_url}/_bench/gc", timeout=10) as resp:
+            data: dict[str, list[float]] = json.loads(resp.read())
+        return data
 
     def command(self) -> list[str]:
         """The uvicorn command line (uvloop/httptools when installed, else uvicorn's pure-Python defaults)."""

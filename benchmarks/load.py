@@ -114,6 +114,10 @@ class LoadResult:
     non_2xx: int
     server_cpu_s: float = 0.0
     """CPU seconds (user + system) the server process used during the run; 0 when not measured."""
+    gc_full_collections: int = 0
+    """Full (oldest-generation) garbage collections in the server during the run (:mod:`benchmarks.gcstats`)."""
+    gc_seconds: float = 0.0
+    """Seconds the server spent in garbage collection (all generations) during the run."""
 
     @property
     def cpu_us_per_request(self) -> float:
@@ -121,8 +125,17 @@ class LoadResult:
         processes competing for the cores (it does not count the time a request waits)."""
         return round(1e6 * self.server_cpu_s / self.requests, 1) if self.requests else 0.0
 
+    @property
+    def gc_us_per_request(self) -> float:
+        """Garbage-collection microseconds per request (part of :attr:`cpu_us_per_request`)."""
+        return round(1e6 * self.gc_seconds / self.requests, 1) if self.requests else 0.0
+
     def as_dict(self) -> dict[str, float | int]:
-        return {**asdict(self), "cpu_us_per_request": self.cpu_us_per_request}
+        return {
+            **asdict(self),
+            "cpu_us_per_request": self.cpu_us_per_request,
+            "gc_us_per_request": self.gc_us_per_request,
+        }
 
 
 def wrk_version() -> str | None:

@@ -80,6 +80,8 @@ def summarize(rounds: dict[str, dict[str, list[LoadResult]]]) -> dict[str, Any]:
                 "p50_ms": round(statistics.median(r.p50_ms for r in results), 2),
                 "p99_ms": round(statistics.median(r.p99_ms for r in results), 2),
                 "cpu_us_per_request": round(statistics.median(r.cpu_us_per_request for r in results), 1),
+                "gc_us_per_request": round(statistics.median(r.gc_us_per_request for r in results), 1),
+                "gc_full_collections": sum(r.gc_full_collections for r in results),
                 "errors": sum(r.errors + r.non_2xx for r in results),
             }
             for name, results in by_contender.items()
@@ -104,13 +106,14 @@ def summarize(rounds: dict[str, dict[str, list[LoadResult]]]) -> dict[str, Any]:
 def print_table(summary: dict[str, Any]) -> None:
     """The human-readable table: req/s (median and range over rounds), latency, server CPU per request, ratios."""
     head = f"{'endpoint':<9} {'contender':<12} {'req/s':>7} {'(min-max)':>13} {'p50 ms':>7} {'p99 ms':>7}"
-    print(f"\n{head} {'CPU us/req':>10} {'err':>4}")
+    print(f"\n{head} {'CPU us/req':>10} {'GC us/req':>9} {'full GCs':>8} {'err':>4}")
     for endpoint, data in summary.items():
         for name, s in data["contenders"].items():
             spread = f"({s['rps_min']:.0f}-{s['rps_max']:.0f})"
             print(
                 f"{endpoint:<9} {name:<12} {s['rps']:>7.0f} {spread:>13} {s['p50_ms']:>7.2f} {s['p99_ms']:>7.2f}"
-                f" {s['cpu_us_per_request']:>10.0f} {s['errors']:>4}"
+                f" {s['cpu_us_per_request']:>10.0f} {s['gc_us_per_request']:>9.0f} {s['gc_full_collections']:>8}"
+                f" {s['errors']:>4}"
             )
         for label, r in data["ratios"].items():
             cpu = f"{r['cpu_ratio']:.2f}x" if r["cpu_ratio"] else "-"
@@ -134,6 +137,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated subset")
     p.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     p.add_argument("--pre-ping", action="store_true", help="litestar_db with pool.pre_ping=True (its default)")
+    p.add_argument("--gc-freeze", action="store_true", help="every contender calls gc.freeze() after startup")
     p.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--no-save", action="store_true", help="print only, write no JSON")
     return p.parse_args(argv)
@@ -159,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     env = {"BENCH_DATABASE_URL": db.url, "BENCH_POOL_SIZE": str(args.pool_size)}
     if args.pre_ping:
         env["BENCH_PRE_PING"] = "1"
+    if args.gc_freeze:
+        env["BENCH_GC_FREEZE"] = "1"
     servers = {name: Server(name, CONTENDERS[name], env) for name in contenders}
     rounds: dict[str, dict[str, list[LoadResult]]] = {e: {c: [] for c in contenders} for e in endpoints}
     try:
@@ -170,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"verified {server.name} on {server.base_url}", flush=True)
 
             def load(server: Server, endpoint: str, seconds: float) -> LoadResult:
-                cpu_before = server.cpu_seconds()
+                cpu_before, gc_before = server.cpu_seconds(), server.gc_stats()
                 result = run_load(
                     server.base_url,
                     ENDPOINTS[endpoint],
@@ -180,7 +186,13 @@ def main(argv: list[str] | None = None) -> int:
                     accounts=args.accounts,
                     generator=generator,
                 )
-                return dataclasses.replace(result, server_cpu_s=round(server.cpu_seconds() - cpu_before, 3))
+                cpu_after, gc_after = server.cpu_seconds(), server.gc_stats()
+                return dataclasses.replace(
+                    result,
+                    server_cpu_s=round(cpu_after - cpu_before, 3),
+                    gc_full_collections=int(gc_after["collections"][2] - gc_before["collections"][2]),
+                    gc_seconds=round(sum(gc_after["seconds"]) - sum(gc_before["seconds"]), 4),
+                )
 
             for endpoint in endpoints:
                 for server in servers.values():
@@ -192,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                         rounds[endpoint][server.name].append(result)
                         print(
                             f"round {n} {endpoint:<8} {server.name:<12} {result.rps:8.1f} req/s "
-                            f"cpu {result.cpu_us_per_request:6.0f} us/req "
+                            f"cpu {result.cpu_us_per_request:6.0f} us/req (gc {result.gc_us_per_request:4.0f}) "
                             f"p50 {result.p50_ms:6.2f} ms p99 {result.p99_ms:6.2f} ms "
                             f"errors {result.errors + result.non_2xx}",
                             flush=True,

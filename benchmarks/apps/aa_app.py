@@ -6,6 +6,7 @@ from advanced_alchemy.extensions.litestar import EngineConfig, SQLAlchemyAsyncCo
 from litestar import Litestar
 
 from benchmarks.common import DATABASE_URL, POOL_SIZE, orm_router
+from benchmarks.gcstats import freeze_if_asked, gc_stats
 
 __all__ = ("app",)
 
@@ -14,4 +15,6 @@ alchemy = SQLAlchemyAsyncConfig(
     before_send_handler="autocommit",
     engine_config=EngineConfig(pool_size=POOL_SIZE, max_overflow=0),
 )
-app = Litestar(route_handlers=[orm_router()], plugins=[SQLAlchemyPlugin(config=alchemy)])
+app = Litestar(
+    route_handlers=[orm_router(), gc_stats], plugins=[SQLAlchemyPlugin(config=alchemy)], on_startup=[freeze_if_asked]
+)

@@ -14,6 +14,7 @@ from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from benchmarks.common import DATABASE_URL, POOL_SIZE, orm_router
+from benchmarks.gcstats import freeze_if_asked, gc_stats
 
 __all__ = ("app",)
 
@@ -43,7 +44,8 @@ async def provide_session() -> AsyncIterator[AsyncSession]:
 
 
 app = Litestar(
-    route_handlers=[orm_router()],
+    route_handlers=[orm_router(), gc_stats],
     dependencies={"db_session": Provide(provide_session)},
     lifespan=[lifespan],
+    on_startup=[freeze_if_asked],
 )

@@ -7,6 +7,7 @@ import os
 from litestar import Litestar
 
 from benchmarks.common import DATABASE_URL, POOL_SIZE, orm_router
+from benchmarks.gcstats import freeze_if_asked, gc_stats
 from litestar_db import DatabaseConfig, PoolConfig, RequestConfig
 from litestar_db.litestar import DatabasePlugin
 
@@ -21,4 +22,4 @@ config = DatabaseConfig(
     statement_stats=os.environ.get("BENCH_STATEMENT_STATS", "1") == "1",
     request=RequestConfig(lazy_begin=os.environ.get("BENCH_LAZY_BEGIN", "1") == "1"),
 )
-app = Litestar(route_handlers=[orm_router()], plugins=[DatabasePlugin(config)])
+app = Litestar(route_handlers=[orm_router(), gc_stats], plugins=[DatabasePlugin(config)], on_startup=[freeze_if_asked])

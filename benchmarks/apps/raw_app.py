@@ -19,6 +19,7 @@ from benchmarks.common import (
     TransferOut,
     check_transfer,
 )
+from benchmarks.gcstats import freeze_if_asked, gc_stats
 
 __all__ = ("app",)
 
@@ -78,4 +79,8 @@ async def transfer(data: TransferIn) -> TransferOut:
     return TransferOut(id=new_id, source_id=data.source_id, target_id=data.target_id, amount=data.amount)
 
 
-app = Litestar(route_handlers=[read_item, list_items, create_item, transfer], lifespan=[lifespan])
+app = Litestar(
+    route_handlers=[read_item, list_items, create_item, transfer, gc_stats],
+    lifespan=[lifespan],
+    on_startup=[freeze_if_asked],
+)
