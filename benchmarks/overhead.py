@@ -8,7 +8,7 @@ alternating (forward, then reversed order) over ``--reps`` repetitions; the medi
 
 * ``sqlalchemy``: a plain ``create_async_engine`` + ``async_sessionmaker`` (what the hand-written app uses);
 * ``litestar_db``: :class:`litestar_db.Database` as the benchmark configures it (pre_ping off);
-* ``litestar_db-no-stats``: the same without :func:`litestar_db.stats.instrument_engine`'s engine listeners;
+* ``litestar_db-no-stats``: the same without :func:`litestar_db.instrument.instrument_engine`;
 * ``litestar_db-pre-ping``: litestar_db's default ``pool.pre_ping=True`` (one extra round trip per checkout);
 * ``litestar_db-lazy-begin``: the session read-only requests get (plain reads in autocommit until a write);
 * ``autocommit``: the plain engine with ``isolation_level="AUTOCOMMIT"`` (no BEGIN/COMMIT at all).
