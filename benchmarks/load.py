@@ -114,6 +114,8 @@ class LoadResult:
     non_2xx: int
     server_cpu_s: float = 0.0
     """CPU seconds (user + system) the server process used during the run; 0 when not measured."""
+    gc_young_collections: int = 0
+    """Young-generation (generation 0) garbage collections in the server during the run."""
     gc_full_collections: int = 0
     """Full (oldest-generation) garbage collections in the server during the run (:mod:`benchmarks.gcstats`)."""
     gc_seconds: float = 0.0

@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 return dataclasses.replace(
                     result,
                     server_cpu_s=round(cpu_after - cpu_before, 3),
+                    gc_young_collections=int(gc_after["collections"][0] - gc_before["collections"][0]),
                     gc_full_collections=int(gc_after["collections"][2] - gc_before["collections"][2]),
                     gc_seconds=round(sum(gc_after["seconds"]) - sum(gc_before["seconds"]), 4),
                 )
