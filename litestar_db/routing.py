@@ -30,9 +30,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import ORMExecuteState
 from sqlalchemy.sql import Select, visitors
 from sqlalchemy.sql.dml import UpdateBase
-from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.elements import ClauseList, TextClause
 from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.sql.selectable import CTE, CompoundSelect
+from sqlalchemy.sql.selectable import CTE, CompoundSelect, FromClause
 
 from litestar_db.errors import DatabaseUnavailableError, PoolTimeoutError, ReadOnlyError, translate_error
 from litestar_db.read_your_writes import ReadYourWrites
@@ -98,6 +98,24 @@ def _writes(element: object) -> bool:
     return False
 
 
+def _column_writes(column: Any) -> bool:
+    """A raw column of a ``SELECT`` that changes state, also one hidden in an ORM entity or a ``Bundle``.
+
+    ``select(Entity)`` lists the entity's (annotated) table, not its column properties, and a ``Bundle`` one
+    clause list: their columns are checked here (an entity's column properties are what it selects).
+    """
+    if _writes(column):
+        return True
+    if isinstance(column, FromClause):
+        entity = column._annotations.get("parententity")
+        if entity is not None:
+            return any(_writes(c) for prop in entity.mapper.column_attrs for c in prop.columns)
+        return False
+    if isinstance(column, ClauseList):
+        return any(_column_writes(c) for c in column.clauses)
+    return False
+
+
 def _select_writes(statement: Select[Any] | CompoundSelect[Any]) -> bool:
     """Whether a Core ``SELECT`` selects a side-effect function or reads a data-modifying CTE.
 
@@ -110,7 +128,7 @@ def _select_writes(statement: Select[Any] | CompoundSelect[Any]) -> bool:
     # entity), the FROMs they imply (columns_clause_froms: a CTE selected from; get_final_froms() costs ~100 us)
     # and the explicit select_from()/join() targets (_from_obj, _setup_joins: no public accessor that does not
     # compute the whole FROM list)
-    if any(_writes(column) for column in statement._raw_columns):
+    if any(_column_writes(column) for column in statement._raw_columns):
         return True
     froms = (*statement.columns_clause_froms, *statement._from_obj, *(j[0] for j in statement._setup_joins))
     return any(_writes(source) for source in froms)
