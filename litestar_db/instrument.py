@@ -5,10 +5,12 @@ builds a joined listener collection per event fired; with any such listener atta
 CPU per request on a 2-core machine, whatever the listener does (``benchmarks/README.md``). So the per-statement
 figures come from the dialect's own hooks instead, which SQLAlchemy calls whether or not events are attached:
 
-* statements and slow statements: an ``ExecutionContext`` subclass (``pre_exec``/``post_exec``, the dialect
-  interface's hooks around each cursor execution);
-* commits and rollbacks: the dialect's ``do_commit``/``do_rollback`` on this engine's dialect instance, minus the
-  pool's reset-on-return (told apart by the pool's ``reset`` event, which fires just before it);
+* statements and slow statements: the dialect's ``do_execute``/``do_executemany``/``do_execute_no_params`` on this
+  engine's dialect instance, timed around each cursor execution (a bulk INSERT sent in several
+  ``insertmanyvalues`` batches counts once per batch, as ``before/after_cursor_execute`` did);
+* commits and rollbacks: the dialect's ``do_commit``/``do_rollback``, minus the pool's reset-on-return (told apart
+  by the pool's ``reset`` event, which fires just before it). They count the COMMITs and ROLLBACKs sent: a
+  transaction lost with its connection (invalidated, server gone) is counted in ``connections_invalidated``;
 * errors: ``handle_error`` (a ``DialectEvents`` hook: it also sees connection failures);
 * pool figures: pool events (``connect``, ``invalidate``, ``soft_invalidate``) and :class:`InstrumentedQueuePool`
   for what no event reports (checkouts waiting for a connection, checkouts that timed out).
@@ -17,12 +19,12 @@ figures come from the dialect's own hooks instead, which SQLAlchemy calls whethe
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, Pool, PoolResetState, QueuePool
 
@@ -71,30 +73,20 @@ class InstrumentedQueuePool(AsyncAdaptedQueuePool):
         return new
 
 
-class _CountingContext:
-    """Mixin for the dialect's execution context: counts each statement and times it (``perf_counter``)."""
-
-    counters: EngineCounters
-    _ltdb_started = 0.0
-
-    def pre_exec(self) -> None:
-        self._ltdb_started = time.perf_counter()
-        super().pre_exec()  # type: ignore[misc]
-
-    def post_exec(self) -> None:
-        super().post_exec()  # type: ignore[misc]
-        counters = self.counters
-        counters.queries += 1
-        elapsed = time.perf_counter() - self._ltdb_started
-        if elapsed >= counters.slow_threshold:
-            counters.record_slow(self.statement or "", elapsed)  # type: ignore[attr-defined]
-
-
 def _count_statements(engine: AsyncEngine, counters: EngineCounters, reset_on_return: str | None) -> None:
+    # the dialect instance is the engine's own (execution_options() engines share it, other engines do not)
     dialect = engine.sync_engine.dialect
-    base: type[DefaultExecutionContext] = dialect.execution_ctx_cls  # type: ignore[assignment]
-    # one subclass per engine: the dialect instance is the engine's own (execution_options() engines share it)
-    counting = type(f"Counting{base.__name__}", (_CountingContext, base), {"counters": counters})
+
+    def timed(execute: Callable[..., None]) -> Callable[..., None]:
+        def run(cursor: Any, statement: str, *args: Any) -> None:
+            started = time.perf_counter()
+            execute(cursor, statement, *args)
+            elapsed = time.perf_counter() - started
+            counters.queries += 1
+            if elapsed >= counters.slow_threshold:
+                counters.record_slow(statement, elapsed)
+
+        return run
 
     base_commit, base_rollback = dialect.do_commit, dialect.do_rollback
     pool_reset = [False]  # set by the pool's reset event right before its reset-on-return rollback/commit
@@ -127,7 +119,9 @@ def _count_statements(engine: AsyncEngine, counters: EngineCounters, reset_on_re
     def install(dbapi_conn: Any, record: Any) -> None:
         # after the first connection's dialect initialisation (server version, schema, its closing rollback):
         # those are not the application's statements, and ConnectionEvents never saw them either
-        dialect.execution_ctx_cls = counting
+        dialect.do_execute = timed(dialect.do_execute)  # type: ignore[method-assign]
+        dialect.do_executemany = timed(dialect.do_executemany)  # type: ignore[method-assign]
+        dialect.do_execute_no_params = timed(dialect.do_execute_no_params)  # type: ignore[method-assign]
         dialect.do_commit = do_commit  # type: ignore[method-assign]
         dialect.do_rollback = do_rollback  # type: ignore[method-assign]
 

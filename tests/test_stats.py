@@ -8,7 +8,7 @@ import asyncio
 
 import msgspec
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -214,5 +214,38 @@ async def test_counting_adds_no_connection_events_and_ignores_pool_resets(pg_url
             await session.execute(text("SELECT 3"))
         stats = primary(db)
         assert (stats.queries, stats.commits, stats.rollbacks) == (3, 1, 2)
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_bulk_insert_batches_count_as_statements(pg_url: str) -> None:
+    """Statements are counted per cursor execution: 2,500 rows with RETURNING go out as three insertmanyvalues
+    batches of 1,000, three statements (what ``before/after_cursor_execute`` counted)."""
+    db = Database(DatabaseConfig(url=pg_url))
+    try:
+        async with db.engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE bulk (id serial PRIMARY KEY, v text)"))
+        bulk = Table("bulk", MetaData(), Column("id", Integer, primary_key=True), Column("v", String))
+        before = primary(db).queries
+        async with db.engine.begin() as conn:
+            rows = await conn.execute(insert(bulk).returning(bulk.c.id), [{"v": str(i)} for i in range(2500)])
+            assert len(rows.all()) == 2500
+        assert primary(db).queries - before == 3
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_transaction_lost_with_its_connection_is_an_invalidation_not_a_rollback(pg_url: str) -> None:
+    """``rollbacks`` counts ROLLBACKs sent; a connection invalidated mid-transaction sends none (SQLAlchemy skips
+    the DBAPI rollback) and shows up in ``connections_invalidated`` instead."""
+    db = Database(DatabaseConfig(url=pg_url))
+    try:
+        async with db.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+            await conn.invalidate()
+        stats = primary(db)
+        assert (stats.commits, stats.rollbacks, stats.pool.connections_invalidated) == (0, 0, 1)
     finally:
         await db.dispose()
