@@ -160,10 +160,14 @@ class Migrations:
         config: The database config; ``config.migrations`` gives the directory and version table.
     """
 
-    __slots__ = ("config",)
+    __slots__ = ("_alchemy", "config")
 
     def __init__(self, config: DatabaseConfig) -> None:
         self.config = config
+        self._alchemy: SQLAlchemyAsyncConfig | None = None
+        """Built on first use and kept: its engine is unpooled (a fresh connection per call, closed after it), so
+        reusing it costs nothing, while building one per call re-ran the dialect's first-connect queries
+        (readiness calls :meth:`status` once per cache interval)."""
 
     # -- building blocks -------------------------------------------------------------------------------------
     @property
@@ -213,25 +217,23 @@ class Migrations:
     @asynccontextmanager
     async def _connect(self, *, lock: bool) -> AsyncIterator[tuple[SQLAlchemyAsyncConfig, AsyncConnection]]:
         """A dedicated connection to the primary, holding the migration lock when ``lock`` (PostgreSQL)."""
-        alchemy = alchemy_config_for(self.config)
-        engine = alchemy.get_engine()
+        if self._alchemy is None:
+            self._alchemy = alchemy_config_for(self.config)
+        alchemy = self._alchemy
         try:
+            conn = await alchemy.get_engine().connect()
+        except Exception as exc:
+            msg = f"cannot connect to the database at {self.where}: {_first_line(exc)}"
+            raise MigrationConnectionError(msg) from exc
+        try:
+            if lock and self.config.is_postgresql:
+                await self._acquire(conn)
             try:
-                conn = await engine.connect()
-            except Exception as exc:
-                msg = f"cannot connect to the database at {self.where}: {_first_line(exc)}"
-                raise MigrationConnectionError(msg) from exc
-            try:
-                if lock and self.config.is_postgresql:
-                    await self._acquire(conn)
-                try:
-                    yield alchemy, conn
-                finally:
-                    await self._release(conn, unlock=lock and self.config.is_postgresql)
+                yield alchemy, conn
             finally:
-                await conn.close()  # also ends the session, so PostgreSQL frees the lock whatever happened above
+                await self._release(conn, unlock=lock and self.config.is_postgresql)
         finally:
-            await engine.dispose()
+            await conn.close()  # also ends the session, so PostgreSQL frees the lock whatever happened above
 
     async def _acquire(self, conn: AsyncConnection) -> None:
         key = {"key": MIGRATION_LOCK_KEY}
