@@ -8,7 +8,7 @@ alternating (forward, then reversed order) over ``--reps`` repetitions; the medi
 
 * ``sqlalchemy``: a plain ``create_async_engine`` + ``async_sessionmaker`` (what the hand-written app uses);
 * ``litestar_db``: :class:`litestar_db.Database` as the benchmark configures it (pre_ping off);
-* ``litestar_db-no-stats``: the same without :func:`litestar_db.instrument.instrument_engine`;
+* ``litestar_db-no-stats``: the same with ``statement_stats=False`` (pool figures only);
 * ``litestar_db-pre-ping``: litestar_db's default ``pool.pre_ping=True`` (one extra round trip per checkout);
 * ``litestar_db-lazy-begin``: the session read-only requests get (plain reads in autocommit until a write);
 * ``autocommit``: the plain engine with ``isolation_level="AUTOCOMMIT"`` (no BEGIN/COMMIT at all).
@@ -21,7 +21,6 @@ import asyncio
 import statistics
 import time
 from collections.abc import Callable
-from unittest import mock
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
@@ -53,18 +52,16 @@ async def _run(ops: int, reps: int) -> dict[str, float]:
     plain = create_async_engine(db.url.replace("postgresql://", "postgresql+asyncpg://", 1), pool_size=2)
     try:
 
-        def ldb(pre_ping: bool = False) -> Database:
-            databases.append(
-                Database(DatabaseConfig(url=db.url, pool=PoolConfig(min_size=2, max_size=2, pre_ping=pre_ping)))
-            )
+        def ldb(pre_ping: bool = False, statement_stats: bool = True) -> Database:
+            pool = PoolConfig(min_size=2, max_size=2, pre_ping=pre_ping)
+            databases.append(Database(DatabaseConfig(url=db.url, pool=pool, statement_stats=statement_stats)))
             return databases[-1]
 
         makers: dict[str, Callable[[], AsyncSession]] = {
             "sqlalchemy": async_sessionmaker(plain, expire_on_commit=False),
             "litestar_db": ldb().sessionmaker,
         }
-        with mock.patch("litestar_db.database.instrument_engine"):
-            makers["litestar_db-no-stats"] = ldb().sessionmaker
+        makers["litestar_db-no-stats"] = ldb(statement_stats=False).sessionmaker
         makers["litestar_db-pre-ping"] = ldb(pre_ping=True).sessionmaker
         lazy = ldb().lazy_sessionmaker
         assert lazy is not None

@@ -32,7 +32,7 @@ WATCH = {
     "request finish (_finish: commit + close)": r"_finish \(litestar_db/litestar/request",
     "litestar_db.transactions.commit": r"commit \(litestar_db/transactions",
     "provide_session (litestar_db)": r"provide_session \(litestar_db",
-    "statement statistics (pre_exec/post_exec)": r"(pre|post)_exec \(litestar_db/instrument",
+    "statement statistics (timed do_execute)": r"run \(litestar_db/instrument",
     "AsyncSession.commit": r"commit \(sqlalchemy/ext/asyncio/session",
     "AsyncSession.close": r"close \(sqlalchemy/ext/asyncio/session",
     "AsyncSession.get": r"get \(sqlalchemy/ext/asyncio/session",

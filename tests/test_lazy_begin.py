@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from litestar_db import Database, DatabaseConfig, DatabasePlugin, PoolConfig, RequestConfig, get_database
-from litestar_db.lazy_begin import autocommit_engine
 from tests.conftest import pg_execute
 
 pytestmark = pytest.mark.postgres
@@ -104,7 +103,8 @@ async def test_the_autocommit_connection_is_reset_for_the_next_request(client: A
     assert (await client.post("/read")).json() == {"in_transaction": True}
     assert (await client.get("/read")).json() == {"in_transaction": False}
     db = get_database()
-    bind = autocommit_engine(db.engine.sync_engine)
+    assert db.lazy_sessionmaker is not None
+    bind = db.lazy_sessionmaker.kw["sync_session_class"].autocommit_bind  # what the GETs above ran on
     assert bind.pool is db.engine.sync_engine.pool
     assert bind._has_events is False  # engine.execution_options(isolation_level=...) would switch them on
 
