@@ -27,10 +27,10 @@ from sqlalchemy.sql import Executable
 
 from litestar_db._monitoring import MonitoringMixin
 from litestar_db.config import DatabaseConfig
-from litestar_db.engines import create_engine_for
+from litestar_db.engines import create_engine_for, isolation_level_engine
 from litestar_db.errors import translate_error
 from litestar_db.instrument import instrument_engine
-from litestar_db.lazy_begin import LazyBeginSession, autocommit_engine
+from litestar_db.lazy_begin import LazyBeginSession
 from litestar_db.replicas import ReplicaRouter
 from litestar_db.session import AsyncSession, SyncSession, make_sessionmaker
 from litestar_db.stats import EngineCounters
@@ -112,7 +112,7 @@ class Database(MonitoringMixin):
         # different server connections ("prepared statement … does not exist").
         pgbouncer = config.connection.pgbouncer
         if config.request.lazy_begin and self.router is None and level == "READ COMMITTED" and not pgbouncer:
-            autocommit = autocommit_engine(self.engine.sync_engine)
+            autocommit = isolation_level_engine(self.engine, "AUTOCOMMIT").sync_engine
             session_class = type("LazyBeginSession", (LazyBeginSession,), {"autocommit_bind": autocommit})
             self.lazy_sessionmaker = self.make_sessionmaker(self.engine, session_class)
 

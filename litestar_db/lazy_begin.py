@@ -18,42 +18,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.engine.base import OptionEngine
+from sqlalchemy.engine import Engine
 
 from litestar_db.routing import is_plain_read
 from litestar_db.session import SyncSession
 
-__all__ = ("LazyBeginSession", "autocommit_engine")
-
-
-class _AutocommitEngine(OptionEngine):
-    """The primary engine (same pool, dialect, compiled cache and listeners) handing out autocommit connections."""
-
-    def connect(self) -> Connection:
-        # Connection.execution_options(isolation_level=...): SQLAlchemy's documented per-connection way; the level
-        # is reset when the connection goes back to the pool
-        return super().connect().execution_options(isolation_level="AUTOCOMMIT")
-
-
-def autocommit_engine(engine: Engine) -> Engine:
-    """``engine`` handing out connections in DBAPI autocommit (no BEGIN), on the same pool.
-
-    ``engine.execution_options(isolation_level="AUTOCOMMIT")`` does the same through an ``engine_connect``
-    listener, which switches on SQLAlchemy's per-connection event dispatch for every connection of that engine
-    (~20 us of CPU per request); setting the level on each new connection does not.
-
-    Returns:
-        An engine proxy whose ``connect()`` returns autocommit connections.
-    """
-    return _AutocommitEngine(engine, {})
+__all__ = ("LazyBeginSession",)
 
 
 class LazyBeginSession(SyncSession):
     """Sync session sending plain reads to ``autocommit_bind`` until the first other statement.
 
-    The subclass built per database sets ``autocommit_bind``: the primary engine with
-    ``isolation_level="AUTOCOMMIT"`` (same pool).
+    The subclass built per database sets ``autocommit_bind``: the primary engine in autocommit
+    (:func:`litestar_db.engines.isolation_level_engine`, same pool).
     """
 
     autocommit_bind: Engine

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from litestar_db.config import RequestConfig
 from litestar_db.database import Database
+from litestar_db.engines import isolation_level_engine
 from litestar_db.lazy_begin import LazyBeginSession
 from litestar_db.litestar.guards import read_token, routing_mode, token_header
 from litestar_db.replicas import ReplicaRouter
@@ -109,7 +110,7 @@ class RequestSessionProvider:
             return db.sessionmaker
         maker = self._makers.get(isolation_level)
         if maker is None:
-            bind = db.engine.execution_options(isolation_level=isolation_level.upper())
+            bind = isolation_level_engine(db.engine, isolation_level.upper())
             maker = db.make_sessionmaker(bind)
             self._makers[isolation_level] = maker
         return maker
@@ -154,7 +155,7 @@ class RequestSessionProvider:
         if level is not None:
             maker = self._makers.get(f"routed:{level}")
             if maker is None:
-                maker = router.maker_for(self.database.engine.execution_options(isolation_level=level.upper()))
+                maker = router.maker_for(isolation_level_engine(self.database.engine, level.upper()))
                 self._makers[f"routed:{level}"] = maker
         label = f"route {scope.get('method', '')} {scope['path']} ({scope['route_handler'].handler_name})"
         return router.session(mode, label, token, maker)
