@@ -9,8 +9,9 @@ figures come from the dialect's own hooks instead, which SQLAlchemy calls whethe
   engine's dialect instance, timed around each cursor execution (a bulk INSERT sent in several
   ``insertmanyvalues`` batches counts once per batch, as ``before/after_cursor_execute`` did);
 * commits and rollbacks: the dialect's ``do_commit``/``do_rollback``, minus the pool's reset-on-return (told apart
-  by the pool's ``reset`` event, which fires just before it). They count the COMMITs and ROLLBACKs sent: a
-  transaction lost with its connection (invalidated, server gone) is counted in ``connections_invalidated``;
+  by the pool's ``reset`` event, which fires just before it). They count the COMMITs and ROLLBACKs sent: none for
+  a connection in DBAPI autocommit (a lazy-begin read), and a transaction lost with its connection (invalidated,
+  server gone) is counted in ``connections_invalidated``;
 * errors: ``handle_error`` (a ``DialectEvents`` hook: it also sees connection failures);
 * pool figures: pool events (``connect``, ``invalidate``, ``soft_invalidate``) and :class:`InstrumentedQueuePool`
   for what no event reports (checkouts waiting for a connection, checkouts that timed out).
@@ -97,17 +98,23 @@ def _count_statements(engine: AsyncEngine, counters: EngineCounters, reset_on_re
             reset_on_return == "commit" or (reset_on_return == "rollback" and not state.transaction_was_reset)
         )
 
-    def do_commit(dbapi_connection: Any) -> None:
+    def sends_nothing(dbapi_connection: Any) -> bool:
+        """A pool reset, or a connection in DBAPI autocommit (whose commit/rollback the driver skips)."""
         if pool_reset[0]:
             pool_reset[0] = False
-        else:
+            return True
+        try:
+            return bool(dialect.detect_autocommit_setting(dbapi_connection))
+        except NotImplementedError:  # the dialect cannot tell: count it
+            return False
+
+    def do_commit(dbapi_connection: Any) -> None:
+        if not sends_nothing(dbapi_connection):
             counters.commits += 1
         base_commit(dbapi_connection)
 
     def do_rollback(dbapi_connection: Any) -> None:
-        if pool_reset[0]:
-            pool_reset[0] = False
-        else:
+        if not sends_nothing(dbapi_connection):
             counters.rollbacks += 1
         base_rollback(dbapi_connection)
 

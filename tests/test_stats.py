@@ -249,3 +249,23 @@ async def test_a_transaction_lost_with_its_connection_is_an_invalidation_not_a_r
         assert (stats.commits, stats.rollbacks, stats.pool.connections_invalidated) == (0, 0, 1)
     finally:
         await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_autocommit_reads_count_no_commit_or_rollback(pg_url: str) -> None:
+    """The sessions of read-only requests read in DBAPI autocommit (lazy begin) and send neither COMMIT nor
+    ROLLBACK; SQLAlchemy still calls the dialect's rollback when they close, which must not count."""
+    db = Database(DatabaseConfig(url=pg_url))
+    try:
+        assert db.lazy_sessionmaker is not None
+        async with db.session() as session:  # first connect done, so only the reads below are counted
+            await session.execute(text("SELECT 0"))
+        before = primary(db)
+        for n in range(3):
+            async with db.lazy_sessionmaker() as session:
+                assert (await session.execute(text(f"SELECT {n}"))).scalar_one() == n
+        after = primary(db)
+        assert after.queries - before.queries == 3
+        assert (after.commits - before.commits, after.rollbacks - before.rollbacks) == (0, 0)
+    finally:
+        await db.dispose()
