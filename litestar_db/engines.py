@@ -98,16 +98,21 @@ def _sqlite_on_connect(dbapi_conn: Any, record: Any) -> None:
 
 
 class _IsolationLevelEngine(OptionEngine):
-    """An engine proxy (same pool, dialect, compiled cache and listeners) whose connections use one isolation level."""
+    """An engine proxy (same pool, dialect, compiled cache and listeners) whose connections get their options,
+    the isolation level among them, per connection."""
 
-    def __init__(self, proxied: Engine, isolation_level: str) -> None:
+    def __init__(self, proxied: Engine, connection_options: dict[str, Any]) -> None:
         super().__init__(proxied, {})
-        self._ltdb_isolation_level = isolation_level
+        self._ltdb_options = connection_options
 
     def connect(self) -> Connection:
         # Connection.execution_options(isolation_level=...): SQLAlchemy's documented per-connection way; the level
         # is reset when the connection goes back to the pool
-        return super().connect().execution_options(isolation_level=self._ltdb_isolation_level)
+        return super().connect().execution_options(**self._ltdb_options)
+
+    def execution_options(self, **opt: Any) -> _IsolationLevelEngine:
+        """Another proxy with ``opt`` added (``OptionEngine`` would bypass :meth:`connect` and lose the level)."""
+        return _IsolationLevelEngine(self._proxied, {**self._ltdb_options, **opt})
 
 
 def isolation_level_engine(engine: AsyncEngine, isolation_level: str) -> AsyncEngine:
@@ -124,4 +129,4 @@ def isolation_level_engine(engine: AsyncEngine, isolation_level: str) -> AsyncEn
     Returns:
         An :class:`~sqlalchemy.ext.asyncio.AsyncEngine` over the proxy.
     """
-    return AsyncEngine(_IsolationLevelEngine(engine.sync_engine, isolation_level))
+    return AsyncEngine(_IsolationLevelEngine(engine.sync_engine, {"isolation_level": isolation_level}))

@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from litestar_db import (
     ConflictError,
     Database,
     DatabaseConfig,
+    PoolConfig,
     cleanup_database,
     connection,
     get_database,
@@ -20,6 +22,7 @@ from litestar_db import (
     session,
     transaction,
 )
+from litestar_db.engines import isolation_level_engine
 from tests.conftest import pg_execute
 
 
@@ -213,5 +216,23 @@ async def test_statement_stats_can_be_turned_off(sqlite_url: str) -> None:
         assert (stats.queries, stats.commits) == (0, 0)  # no per-statement events
         assert held == 1  # pool figures are kept
         assert stats.pool.connections_created == 1
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_isolation_level_engine_keeps_its_level_under_further_options(pg_url: str) -> None:
+    """The per-connection isolation level survives ``execution_options()`` (the routing session's READ ONLY
+    fallback to the primary derives such an engine), and the shared pool gets its connections back reset."""
+    db = Database(DatabaseConfig(url=pg_url, pool=PoolConfig(min_size=1, max_size=1)))
+    try:
+        serializable = isolation_level_engine(db.engine, "SERIALIZABLE")
+        read_only = AsyncEngine(serializable.sync_engine.execution_options(postgresql_readonly=True))
+        async with read_only.connect() as conn:
+            shown = (await conn.execute(text("SHOW transaction_isolation"))).scalar_one()
+            read_only_shown = (await conn.execute(text("SHOW transaction_read_only"))).scalar_one()
+        assert (shown, read_only_shown) == ("serializable", "on")
+        async with db.engine.connect() as conn:  # the same (only) pooled connection, back at the defaults
+            assert (await conn.execute(text("SHOW transaction_isolation"))).scalar_one() == "read committed"
     finally:
         await db.dispose()
