@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import msgspec
 from sqlalchemy import text
 
+from litestar_db.read_your_writes import parse_lsn
 from litestar_db.stats import EngineStats, PoolStats
 
 if TYPE_CHECKING:
@@ -162,14 +163,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _lsn(value: str | None) -> int | None:
-    """``'16/B374D848'`` → byte offset (PostgreSQL's ``pg_lsn``)."""
-    if not value:
-        return None
-    high, _, low = value.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
-
-
 def _cause(exc: BaseException) -> str:
     """The innermost exception class name: ``ConnectionRefusedError``, ``InvalidPasswordError``, …"""
     inner: BaseException = exc
@@ -206,7 +199,7 @@ async def probe_target(target: EngineTarget, limit: float) -> ProbeResult:
         time=_now(),
         round_trip_ms=round(elapsed_ms, 3),
         in_recovery=bool(in_recovery),
-        wal_lsn=_lsn(lsn),
+        wal_lsn=parse_lsn(lsn),
         lag_seconds=None if lag is None else max(float(lag), 0.0),
     )
 
