@@ -175,6 +175,5 @@ async def test_c10_concurrent_serializable_transfers_conserve_balance(accounts: 
     assert retried > 0  # conflicts really happened and were retried
     assert not [s for s in statuses if s >= 500]
     assert statuses.count(200) >= 1900  # the rest may be 409 after 12 retries, never a 5xx
-    rows = await pg_execute(accounts, "SELECT sum(balance) AS total, min(balance) AS low FROM account")
+    rows = await pg_execute(accounts, "SELECT sum(balance) AS total FROM account")  # CHECK keeps each >= 0
     assert rows[0]["total"] == ACCOUNTS * 1000
-    assert rows[0]["low"] >= 0
