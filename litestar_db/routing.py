@@ -272,6 +272,11 @@ class RoutingSession(SyncSession):
         target.counters.routed_reads += 1
         return target.engine.sync_engine
 
+    def use_primary_for_reads(self) -> None:
+        """Serve this session's reads from the primary (``READ ONLY`` in ``read_only`` mode): a route isolation
+        level promises one snapshot on one server, which a replica's own transaction cannot keep."""
+        self._target = None
+
     def _choose(self) -> ReplicaState | None:
         target = None
         if self.sticky_until <= time.time():

@@ -15,6 +15,7 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import Column, Integer, MetaData, Sequence, Table, func, select, text, update
 
 from litestar_db import Database, DatabaseConfig, DatabasePlugin, ReadWriteConfig, ReplicaConfig, transactional
+from litestar_db.litestar.guards import read_only
 from litestar_db.session import AsyncSession
 from litestar_db.testing.pytest_plugin import ReplicaDatabase
 from tests.conftest import pg_execute
@@ -112,6 +113,25 @@ async def report(db_session: NamedDependency[AsyncSession]) -> dict[str, Any]:
     level = await db_session.scalar(text("SHOW transaction_isolation"))
     standby = await db_session.scalar(select(func.pg_is_in_recovery()))
     return {"level": level, "standby": standby}
+
+
+@get("/report-read-only", guards=[read_only], opt={"db_isolation_level": "REPEATABLE READ"})
+async def report_read_only(db_session: NamedDependency[AsyncSession]) -> dict[str, Any]:
+    level = await db_session.scalar(text("SHOW transaction_isolation"))
+    standby = await db_session.scalar(select(func.pg_is_in_recovery()))
+    ro = await db_session.scalar(text("SHOW transaction_read_only"))
+    return {"level": level, "standby": standby, "read_only": ro}
+
+
+async def test_route_isolation_level_in_read_only_mode_reads_the_primary_read_only(
+    replica_db: ReplicaDatabase,
+) -> None:
+    """A ``read_only`` route with an isolation level: the level holds (on the primary), and writes stay refused."""
+    app = Litestar([report_read_only], plugins=[DatabasePlugin(_config(replica_db))])
+    async with AsyncTestClient(app) as client:
+        response = await client.get("/report-read-only")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"level": "repeatable read", "standby": False, "read_only": "on"}
 
 
 async def test_route_isolation_level_runs_the_reads_on_the_primary(replica_db: ReplicaDatabase) -> None:

@@ -158,7 +158,12 @@ class RequestSessionProvider:
                 maker = router.maker_for(isolation_level_engine(self.database.engine, level.upper()))
                 self._makers[f"routed:{level}"] = maker
         label = f"route {scope.get('method', '')} {scope['path']} ({scope['route_handler'].handler_name})"
-        return router.session(mode, label, token, maker)
+        session = router.session(mode, label, token, maker)
+        if level is not None and mode == "read_only":
+            sync = session.sync_session
+            assert isinstance(sync, RoutingSession)
+            sync.use_primary_for_reads()  # same promise as above; writes stay refused
+        return session
 
     def provide_engine(self) -> AsyncEngine:
         """The primary engine (the same pool the sessions use).
