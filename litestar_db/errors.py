@@ -34,6 +34,7 @@ __all__ = (
     "StatementTimeoutError",
     "TransactionConflictError",
     "is_retryable",
+    "root_cause",
     "translate_error",
 )
 
@@ -215,6 +216,17 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
             current = current.orig
         else:
             current = current.__cause__
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception ``exc`` wraps (a DBAPI error's ``orig``, then explicit causes): the driver's or the
+    socket's error behind a SQLAlchemy wrapper.
+
+    Returns:
+        The last exception of the chain (``exc`` itself when it wraps nothing).
+    """
+    *_, inner = _chain(exc)
+    return inner
 
 
 _DRIVER_MODULES = ("asyncpg", "sqlalchemy", "aiosqlite", "sqlite3")

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import msgspec
 from sqlalchemy import text
 
+from litestar_db.errors import root_cause
 from litestar_db.read_your_writes import parse_lsn
 from litestar_db.stats import EngineStats, PoolStats
 
@@ -163,17 +164,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _cause(exc: BaseException) -> str:
-    """The innermost exception class name: ``ConnectionRefusedError``, ``InvalidPasswordError``, …"""
-    inner: BaseException = exc
-    for _ in range(10):
-        nxt = getattr(inner, "orig", None) or inner.__cause__
-        if not isinstance(nxt, BaseException):
-            break
-        inner = nxt
-    return type(inner).__name__
-
-
 async def probe_target(target: EngineTarget, limit: float) -> ProbeResult:
     """Run one probe statement on ``target.probe_engine`` within ``limit`` seconds; never raises.
 
@@ -190,7 +180,7 @@ async def probe_target(target: EngineTarget, limit: float) -> ProbeResult:
         return ProbeResult(ok=False, time=_now(), output=f"no answer within {limit:g} s")
     except Exception as exc:
         logger.warning("health probe of %s failed: %r", target.name, exc, exc_info=logger.isEnabledFor(logging.DEBUG))
-        return ProbeResult(ok=False, time=_now(), output=f"unreachable ({_cause(exc)})")
+        return ProbeResult(ok=False, time=_now(), output=f"unreachable ({type(root_cause(exc)).__name__})")
     if not postgres:
         return ProbeResult(ok=True, time=_now(), round_trip_ms=round(elapsed_ms, 3))
     in_recovery, lsn, lag = row
@@ -283,7 +273,7 @@ class HealthChecker:
                 result = await self._database.migrations.status()
         except Exception as exc:
             logger.warning("reading the migration status failed: %r", exc)
-            why = f"no answer within {limit:g} s" if isinstance(exc, TimeoutError) else _cause(exc)
+            why = f"no answer within {limit:g} s" if isinstance(exc, TimeoutError) else type(root_cause(exc)).__name__
             return HealthCheck(status="warn", component_id="migrations", component_type="component", time=_now(),
                                output=f"migration status unavailable ({why})")  # fmt: skip
         count = len(result.pending)

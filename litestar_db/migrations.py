@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from litestar_db.config import DatabaseConfig
 from litestar_db.engines import create_engine_for
-from litestar_db.errors import DatabaseError
+from litestar_db.errors import DatabaseError, root_cause
 
 __all__ = (
     "MIGRATION_LOCK_KEY",
@@ -143,12 +143,7 @@ def alchemy_config_for(config: DatabaseConfig) -> SQLAlchemyAsyncConfig:
 
 def _first_line(exc: BaseException) -> str:
     """The innermost driver error's first line (``exc.orig`` for SQLAlchemy wrappers), without the SQL."""
-    inner: BaseException = exc
-    for _ in range(10):  # SQLAlchemy error -> DBAPI adapter error -> driver error
-        nxt = getattr(inner, "orig", None) or inner.__cause__
-        if not isinstance(nxt, BaseException) or nxt is inner:
-            break
-        inner = nxt
+    inner = root_cause(exc)
     lines = str(inner).strip().splitlines()
     return f"{type(inner).__name__}: {lines[0]}" if lines else type(inner).__name__
 
