@@ -108,11 +108,10 @@ class RequestSessionProvider:
         db = self.database
         if isolation_level is None:
             return db.sessionmaker
-        maker = self._makers.get(isolation_level)
+        level = isolation_level.upper()
+        maker = self._makers.get(level)
         if maker is None:
-            bind = isolation_level_engine(db.engine, isolation_level.upper())
-            maker = db.make_sessionmaker(bind)
-            self._makers[isolation_level] = maker
+            maker = self._makers[level] = db.make_sessionmaker(isolation_level_engine(db.engine, level))
         return maker
 
     def provide_session(self, scope: Scope) -> AsyncSession:
@@ -153,10 +152,12 @@ class RequestSessionProvider:
             token = router.verify_token(read_token(scope, rw.token_transport, rw.token_name))
         maker = None
         if level is not None:
-            maker = self._makers.get(f"routed:{level}")
+            key = f"routed:{level.upper()}"
+            maker = self._makers.get(key)
             if maker is None:
-                maker = router.maker_for(isolation_level_engine(self.database.engine, level.upper()))
-                self._makers[f"routed:{level}"] = maker
+                maker = self._makers[key] = router.maker_for(
+                    isolation_level_engine(self.database.engine, level.upper())
+                )
         label = f"route {scope.get('method', '')} {scope['path']} ({scope['route_handler'].handler_name})"
         session = router.session(mode, label, token, maker)
         if level is not None and mode == "read_only":
