@@ -28,7 +28,7 @@ from benchmarks.load import ENDPOINTS, run_load, wrk_version
 __all__ = ("main", "summarize_stacks")
 
 WATCH = {
-    "request middleware (RequestTransactionMiddleware.handle, own+below)": r"handle \(litestar_db/litestar/request",
+    "request middleware (_RequestTransactionApp.__call__, own+below)": r"__call__ \(litestar_db/litestar/request",
     "request finish (_finish: commit + close)": r"_finish \(litestar_db/litestar/request",
     "litestar_db.transactions.commit": r"commit \(litestar_db/transactions",
     "provide_session (litestar_db)": r"provide_session \(litestar_db",

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -27,7 +28,7 @@ from litestar_db.errors import ConcurrentSessionUseError, DatabaseError, ResultC
 
 __all__ = ("AsyncSession", "LazyLoadError", "SyncSession", "make_sessionmaker")
 
-_T = TypeVar("_T")
+_F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
 _CLOSE_WAIT_SECONDS = 30.0
 
 
@@ -68,8 +69,8 @@ class SyncSession(Session):
 
 @event.listens_for(SyncSession, "do_orm_execute")
 def _refuse_implicit_io(state: ORMExecuteState) -> None:
-    if not (state.is_relationship_load or state.is_column_load) or in_greenlet():
-        return
+    if in_greenlet() or not (state.is_relationship_load or state.is_column_load):
+        return  # every awaited session call runs in SQLAlchemy's greenlet: the cheap test goes first
     owner = state.lazy_loaded_from
     cls_name = type(owner.obj()).__name__ if owner is not None and owner.obj() is not None else "object"
     path = state.loader_strategy_path
@@ -81,6 +82,24 @@ def _refuse_implicit_io(state: ORMExecuteState) -> None:
         f"`await session.refresh(obj, [...])` inside the handler."
     )
     raise LazyLoadError(msg)
+
+
+def _guarded(method: _F) -> _F:
+    """``method`` of SQLAlchemy's ``AsyncSession``, refusing a second concurrent call (see :class:`AsyncSession`).
+
+    One coroutine per call and no bound-method or ``super()`` objects: these wrap every awaited session call.
+    """
+
+    async def guarded(self: AsyncSession, *args: Any, **kwargs: Any) -> Any:
+        claimed = self._claim()
+        try:
+            return await method(self, *args, **kwargs)
+        finally:
+            if claimed:
+                self._release()
+
+    functools.update_wrapper(guarded, method)
+    return cast("_F", guarded)
 
 
 class AsyncSession(_SAAsyncSession):
@@ -100,38 +119,44 @@ class AsyncSession(_SAAsyncSession):
         """Created by :meth:`close` only when it has to wait for a running call (no allocation per call)."""
         self._ltdb_closed = False
 
-    async def _guard(self, call: Callable[..., Awaitable[_T]], *args: Any, **kwargs: Any) -> _T:
+    def _claim(self) -> bool:
+        """Mark the current task as running an awaited call.
+
+        Returns:
+            ``True`` when this call claimed the session, ``False`` on re-entry from the same task
+            (``scalars()`` calls ``execute()``).
+
+        Raises:
+            ConcurrentSessionUseError: another task's call is still running.
+        """
         task = asyncio.current_task()
         owner = self._ltdb_owner
-        if owner is not None:
-            if owner is task:  # re-entry from the same task (scalars() calls execute())
-                return await call(*args, **kwargs)
-            raise ConcurrentSessionUseError
-        self._ltdb_owner = task
-        try:
-            return await call(*args, **kwargs)
-        finally:
-            self._ltdb_owner = None
-            idle = self._ltdb_idle
-            if idle is not None:
-                self._ltdb_idle = None
-                if not idle.done():
-                    idle.set_result(None)
+        if owner is None:
+            self._ltdb_owner = task
+            return True
+        if owner is task:
+            return False
+        raise ConcurrentSessionUseError
 
-    async def execute(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._guard(super().execute, *args, **kwargs)
+    def _release(self) -> None:
+        self._ltdb_owner = None
+        idle = self._ltdb_idle
+        if idle is not None:
+            self._ltdb_idle = None
+            if not idle.done():
+                idle.set_result(None)
 
-    async def scalar(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._guard(super().scalar, *args, **kwargs)
-
-    async def scalars(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._guard(super().scalars, *args, **kwargs)
-
-    async def get(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._guard(super().get, *args, **kwargs)
-
-    async def get_one(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._guard(super().get_one, *args, **kwargs)
+    execute = _guarded(_SAAsyncSession.execute)
+    scalar = _guarded(_SAAsyncSession.scalar)  # type: ignore[arg-type,assignment]  # mypy loses its overloads
+    scalars = _guarded(_SAAsyncSession.scalars)
+    get = _guarded(_SAAsyncSession.get)
+    get_one = _guarded(_SAAsyncSession.get_one)
+    flush = _guarded(_SAAsyncSession.flush)
+    refresh = _guarded(_SAAsyncSession.refresh)
+    merge = _guarded(_SAAsyncSession.merge)
+    delete = _guarded(_SAAsyncSession.delete)
+    commit = _guarded(_SAAsyncSession.commit)
+    rollback = _guarded(_SAAsyncSession.rollback)
 
     async def stream(self, *args: Any, **kwargs: Any) -> Any:
         """SQLAlchemy's ``stream()``; the result raises ``ResultClosedError`` if read after the session closed.
@@ -139,7 +164,7 @@ class AsyncSession(_SAAsyncSession):
         Returns:
             An ``AsyncResult`` proxy.
         """
-        result = await self._guard(super().stream, *args, **kwargs)
+        result = await _stream(self, *args, **kwargs)
         return _ClosableResult(result, self)
 
     async def stream_scalars(self, *args: Any, **kwargs: Any) -> Any:
@@ -148,26 +173,8 @@ class AsyncSession(_SAAsyncSession):
         Returns:
             An ``AsyncScalarResult`` proxy.
         """
-        result = await self._guard(super().stream_scalars, *args, **kwargs)
+        result = await _stream_scalars(self, *args, **kwargs)
         return _ClosableResult(result, self)
-
-    async def flush(self, *args: Any, **kwargs: Any) -> None:
-        await self._guard(super().flush, *args, **kwargs)
-
-    async def refresh(self, *args: Any, **kwargs: Any) -> None:
-        await self._guard(super().refresh, *args, **kwargs)
-
-    async def merge(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._guard(super().merge, *args, **kwargs)
-
-    async def delete(self, *args: Any, **kwargs: Any) -> None:
-        await self._guard(super().delete, *args, **kwargs)
-
-    async def commit(self) -> None:
-        await self._guard(super().commit)
-
-    async def rollback(self) -> None:
-        await self._guard(super().rollback)
 
     async def close(self) -> None:
         """Close the session; if a (misused) concurrent operation is still running, wait for it first."""
@@ -177,6 +184,10 @@ class AsyncSession(_SAAsyncSession):
             await asyncio.wait_for(asyncio.shield(self._ltdb_idle), _CLOSE_WAIT_SECONDS)
         self._ltdb_closed = True
         await super().close()
+
+
+_stream = _guarded(_SAAsyncSession.stream)
+_stream_scalars = _guarded(_SAAsyncSession.stream_scalars)
 
 
 class _ClosableResult:

@@ -28,8 +28,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from litestar.enums import ScopeType
-from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 from litestar.utils.scope.state import ScopeState
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -57,6 +55,8 @@ OPT_AUTOCOMMIT = "db_autocommit"
 OPT_ISOLATION_LEVEL = "db_isolation_level"
 """Route ``opt`` key: isolation level of the request transaction (``"SERIALIZABLE"``, …)."""
 _STATE_KEY = "_litestar_db_unit"
+_HTTP = "http"
+_WEBSOCKET = "websocket"
 
 
 class _RequestUnit:
@@ -215,65 +215,28 @@ async def _with_token(message: Message, scope: Scope, router: ReplicaRouter) -> 
     return {**start, "headers": [*start.get("headers", ()), header]}
 
 
-class RequestTransactionMiddleware(ASGIMiddleware):
-    """Commits or rolls back the request session at ``http.response.start``; see the module docstring."""
+class RequestTransactionMiddleware:
+    """Commits or rolls back the request session at ``http.response.start``; see the module docstring.
 
-    scopes = (ScopeType.HTTP, ScopeType.WEBSOCKET)
+    A middleware factory in Litestar's ``Callable[[ASGIApp], ASGIApp]`` form rather than an ``ASGIMiddleware``:
+    it runs on every request, and Litestar's ``ASGIMiddleware`` wrapper builds a closure and checks its exclusion
+    rules per request, which this middleware never uses.
+    """
+
+    __slots__ = ("_commit_on_redirect", "_provider", "_retry_after")
 
     def __init__(self, config: RequestConfig, retry_after: int, provider: RequestSessionProvider | None = None) -> None:
         self._commit_on_redirect = config.commit_on_redirect
         self._retry_after = retry_after
         self._provider = provider
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        """Run the route, finishing the request transaction when its response starts.
+    def __call__(self, app: ASGIApp) -> ASGIApp:
+        """Wrap a route's ASGI app (called by Litestar when it builds the route's middleware stack).
 
-        Raises:
-            DatabaseError: the commit failed; Litestar's exception handlers turn it into the error response.
+        Returns:
+            The wrapped ASGI app.
         """
-        state = scope["state"]
-        if scope["type"] == ScopeType.WEBSOCKET:
-            await self._handle_websocket(scope, receive, send, next_app)
-            return
-        db = self._provider.bound if self._provider is not None else None
-        split = db.router if db is not None else None
-        # With the read/write split, commits made outside the request session (transactional(), transaction())
-        # also earn the client a read-your-writes token: observe them in this task.
-        observed: list[bool] | None = [False] if split is not None else None
-        observer_token = commit_observer.set(observed) if observed is not None else None
-
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                router = None
-                committed_elsewhere = observed is not None and observed[0]  # before the request session commits
-                unit: _RequestUnit | None = state.get(_STATE_KEY)
-                if unit is not None and not unit.done:
-                    try:
-                        router = await _finish(unit, message["status"], self._commit_on_redirect, self._retry_after)
-                    except Exception:
-                        # Nothing reached the client. Raising through the response's own ``send`` aborts it (its
-                        # background tasks, meant to follow a commit, never run) and lets Litestar's exception
-                        # handling render the translated error instead.
-                        connection_state = ScopeState.from_scope(scope)
-                        connection_state.response_started = False
-                        # Litestar's response cache already recorded this response's start message; marking the
-                        # connection as served-from-cache stops it storing that (or the error) for later requests.
-                        connection_state.is_cached = True
-                        raise
-                if router is None and committed_elsewhere and message["status"] < 400:
-                    router = split
-                if router is not None:
-                    message = await _with_token(message, scope, router)
-            await send(message)
-
-        try:
-            await next_app(scope, receive, send_wrapper)
-        finally:
-            if observer_token is not None:
-                commit_observer.reset(observer_token)
-            unit: _RequestUnit | None = state.get(_STATE_KEY)
-            if unit is not None and not unit.done:
-                await _finish(unit, None, self._commit_on_redirect, self._retry_after)
+        return _RequestTransactionApp(app, self)
 
     async def _handle_websocket(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         """A websocket handler's session commits when the handler returns and rolls back when it raises; either
@@ -288,3 +251,93 @@ class RequestTransactionMiddleware(ASGIMiddleware):
         unit = scope["state"].get(_STATE_KEY)
         if unit is not None and not unit.done:
             await _finish(unit, 200, self._commit_on_redirect, self._retry_after)
+
+
+class _RequestTransactionApp:
+    """One route's ASGI app wrapped by :class:`RequestTransactionMiddleware` (HTTP and websocket scopes only)."""
+
+    __slots__ = ("_app", "_middleware")
+
+    def __init__(self, app: ASGIApp, middleware: RequestTransactionMiddleware) -> None:
+        self._app = app
+        self._middleware = middleware
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the route, finishing the request transaction when its response starts.
+
+        Raises:
+            DatabaseError: the commit failed; Litestar's exception handlers turn it into the error response.
+        """
+        kind = scope["type"]
+        if kind != _HTTP:
+            if kind == _WEBSOCKET:
+                await self._middleware._handle_websocket(scope, receive, send, self._app)
+            else:
+                await self._app(scope, receive, send)
+            return
+        mw = self._middleware
+        provider = mw._provider
+        db = provider.bound if provider is not None else None
+        split = db.router if db is not None else None
+        # With the read/write split, commits made outside the request session (transactional(), transaction())
+        # also earn the client a read-your-writes token: observe them in this task.
+        observed: list[bool] | None = [False] if split is not None else None
+        observer_token = commit_observer.set(observed) if observed is not None else None
+        try:
+            await self._app(scope, receive, _ResponseStart(mw, scope, send, split, observed))
+        finally:
+            if observer_token is not None:
+                commit_observer.reset(observer_token)
+            unit: _RequestUnit | None = scope["state"].get(_STATE_KEY)
+            if unit is not None and not unit.done:
+                await _finish(unit, None, mw._commit_on_redirect, mw._retry_after)
+
+
+class _ResponseStart:
+    """The ``send`` the route sees: finishes the request transaction on ``http.response.start``, then forwards.
+
+    A slotted object rather than a closure: one allocation per request instead of a function and its cells.
+    """
+
+    __slots__ = ("_middleware", "_observed", "_scope", "_send", "_split")
+
+    def __init__(
+        self,
+        middleware: RequestTransactionMiddleware,
+        scope: Scope,
+        send: Send,
+        split: ReplicaRouter | None,
+        observed: list[bool] | None,
+    ) -> None:
+        self._middleware = middleware
+        self._scope = scope
+        self._send = send
+        self._split = split
+        self._observed = observed
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            scope = self._scope
+            router = None
+            observed = self._observed
+            committed_elsewhere = observed is not None and observed[0]  # before the request session commits
+            unit: _RequestUnit | None = scope["state"].get(_STATE_KEY)
+            if unit is not None and not unit.done:
+                mw = self._middleware
+                try:
+                    router = await _finish(unit, message["status"], mw._commit_on_redirect, mw._retry_after)
+                except Exception:
+                    # Nothing reached the client. Raising through the response's own ``send`` aborts it (its
+                    # background tasks, meant to follow a commit, never run) and lets Litestar's exception
+                    # handling render the translated error instead.
+                    connection_state = ScopeState.from_scope(scope)
+                    connection_state.response_started = False
+                    # Litestar's response cache already recorded this response's start message; marking the
+                    # connection as served-from-cache stops it storing that (or the error) for later requests.
+                    connection_state.is_cached = True
+                    raise
+            if router is None and committed_elsewhere and message["status"] < 400:
+                router = self._split
+            if router is not None:
+                message = await _with_token(message, scope, router)
+        await self._send(message)
