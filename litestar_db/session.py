@@ -18,10 +18,11 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import event
+from sqlalchemy import Executable, Result
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.ext.asyncio import AsyncSession as _SAAsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.util import EMPTY_DICT
 from sqlalchemy.util.concurrency import in_greenlet
 
 from litestar_db.errors import ConcurrentSessionUseError, DatabaseError, ResultClosedError
@@ -43,6 +44,40 @@ class LazyLoadError(DatabaseError):
 
 class SyncSession(Session):
     """The synchronous session behind :class:`AsyncSession`; routing subclasses extend this one."""
+
+    def execute(
+        self,
+        statement: Executable,
+        params: Any = None,
+        *,
+        execution_options: Any = EMPTY_DICT,
+        bind_arguments: dict[str, Any] | None = None,
+        _parent_execute_state: Any = None,
+        _add_event: Any = None,
+    ) -> Result[Any]:
+        """SQLAlchemy's ``Session.execute``; outside the async bridge a lazy load raises :class:`LazyLoadError`.
+
+        SQLAlchemy's lazy loaders and expired-attribute loads call this method. Every awaited call of
+        :class:`AsyncSession` runs it inside SQLAlchemy's greenlet; a call from anywhere else (an attribute read
+        while a response is serialised) could only fail with SQLAlchemy's generic ``MissingGreenlet``. Checked
+        here rather than in a ``do_orm_execute`` listener, whose mere presence makes SQLAlchemy build an
+        ``ORMExecuteState`` for every ORM statement.
+
+        Raises:
+            LazyLoadError: a relationship or expired/deferred column load outside an awaited session call.
+        """
+        if not in_greenlet():
+            _refuse_implicit_io(
+                ORMExecuteState(self, statement, params, execution_options, bind_arguments or {}, None, [])
+            )
+        return super().execute(
+            statement,
+            params,
+            execution_options=execution_options,
+            bind_arguments=bind_arguments,
+            _parent_execute_state=_parent_execute_state,
+            _add_event=_add_event,
+        )
 
     def drop_bind_connection(self, bind: object, *, invalidate: bool = False) -> None:
         """Take ``bind``'s connection out of the session transaction and give it back to its pool.
@@ -67,21 +102,28 @@ class SyncSession(Session):
             transaction = transaction._parent
 
 
-@event.listens_for(SyncSession, "do_orm_execute")
 def _refuse_implicit_io(state: ORMExecuteState) -> None:
-    if in_greenlet() or not (state.is_relationship_load or state.is_column_load):
-        return  # every awaited session call runs in SQLAlchemy's greenlet: the cheap test goes first
-    owner = state.lazy_loaded_from
-    cls_name = type(owner.obj()).__name__ if owner is not None and owner.obj() is not None else "object"
+    """Raise :class:`LazyLoadError` naming what ``state`` (a statement run outside the async bridge) would load."""
     path = state.loader_strategy_path
     prop = getattr(path, "prop", None) if path is not None else None
-    attr = str(prop) if prop is not None else f"{cls_name} (expired or deferred columns)"
-    msg = (
-        f"{attr} was loaded lazily outside an awaited session call (for example while the response was being "
-        f"serialised). Load it eagerly in the query (selectinload({attr}) / joinedload) or "
-        f"`await session.refresh(obj, [...])` inside the handler."
-    )
-    raise LazyLoadError(msg)
+    if state.is_relationship_load and prop is not None:
+        msg = (
+            f"{prop} was loaded lazily outside an awaited session call (for example while the response was being "
+            f"serialised). Load it eagerly in the query (selectinload({prop}) / joinedload) or "
+            f"`await session.refresh(obj, [{prop.key!r}])` inside the handler."
+        )
+        raise LazyLoadError(msg)
+    if state.is_column_load:
+        descriptions = getattr(state.statement, "column_descriptions", None) or [{}]
+        entity = descriptions[0].get("entity")
+        cls_name = entity.__name__ if isinstance(entity, type) else "object"
+        msg = (
+            f"{cls_name} (expired or deferred columns) was loaded lazily outside an awaited session call (for "
+            f"example while the response was being serialised). Load the columns inside the handler "
+            f"(`await session.refresh(obj)`, or undefer() them in the query)."
+        )
+        raise LazyLoadError(msg)
+    # not a lazy load: SQLAlchemy's own MissingGreenlet follows
 
 
 def _guarded(method: _F) -> _F:

@@ -6,8 +6,9 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import String, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from litestar_db import (
     ConflictError,
@@ -23,6 +24,7 @@ from litestar_db import (
     transaction,
 )
 from litestar_db.engines import isolation_level_engine
+from litestar_db.session import LazyLoadError
 from tests.conftest import pg_execute
 
 
@@ -236,3 +238,24 @@ async def test_isolation_level_engine_keeps_its_level_under_further_options(pg_u
             assert (await conn.execute(text("SHOW transaction_isolation"))).scalar_one() == "read committed"
     finally:
         await db.dispose()
+
+
+async def test_expired_column_read_outside_an_awaited_call_raises_lazy_load_error(db: Database) -> None:
+    class Base(DeclarativeBase):
+        pass
+
+    class Item(Base):
+        __tablename__ = "item"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(50))
+
+    async with db.session() as s:
+        s.add(Item(id=1, name="a"))
+        await s.flush()
+        item = await s.get(Item, 1)
+        assert item is not None
+        s.expire(item, ["name"])
+        with pytest.raises(LazyLoadError, match=r"Item \(expired or deferred columns\)"):
+            _ = item.name  # a read outside any awaited session call (as during response serialisation)
+        await s.refresh(item, ["name"])  # inside an awaited call the same load runs
+        assert item.name == "a"
