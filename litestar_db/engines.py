@@ -88,7 +88,34 @@ def create_engine_for(config: DatabaseConfig, url: URL, pool: PoolConfig, *, nul
     engine = create_async_engine(url, **engine_kwargs(config, url, pool, null_pool=null_pool))
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+    elif pool.pre_ping and engine.dialect.driver == "asyncpg":
+        engine.sync_engine.dialect.do_ping = _asyncpg_ping  # type: ignore[method-assign]  # this engine's dialect
     return engine
+
+
+def _asyncpg_ping(dbapi_connection: Any) -> bool:
+    """``pool.pre_ping`` on asyncpg in one round trip: ``SELECT 1`` over the simple-query protocol.
+
+    SQLAlchemy's asyncpg ping runs ``;`` as a prepared statement inside ``BEGIN`` … ``ROLLBACK``, three round trips
+    per checkout, so that it works behind pgbouncer in transaction mode (SQLAlchemy issue #10226). A simple query
+    prepares nothing and is its own implicit transaction, so it is safe there too, in one round trip.
+
+    Returns:
+        ``True`` (SQLAlchemy's ``Dialect.do_ping`` contract).
+
+    Raises:
+        sqlalchemy.dialects.postgresql.asyncpg.AsyncAdapt_asyncpg_dbapi.Error: the driver's error, translated by
+            the adapter as its own ping does, so the pool can tell a dead connection (which it replaces).
+    """
+    try:
+        dbapi_connection.run_async(_select_one)  # AdaptedConnection.run_async: SQLAlchemy's bridge for pool hooks
+    except Exception as error:
+        dbapi_connection._handle_exception(error)
+    return True
+
+
+async def _select_one(driver_connection: Any) -> None:
+    await driver_connection.execute("SELECT 1")  # no arguments: asyncpg's simple-query protocol
 
 
 def _sqlite_on_connect(dbapi_conn: Any, record: Any) -> None:

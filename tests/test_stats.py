@@ -5,10 +5,11 @@ invalidated connections, and no credentials in the output."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import msgspec
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -267,5 +268,27 @@ async def test_autocommit_reads_count_no_commit_or_rollback(pg_url: str) -> None
         after = primary(db)
         assert after.queries - before.queries == 3
         assert (after.commits - before.commits, after.rollbacks - before.rollbacks) == (0, 0)
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_pre_ping_is_one_simple_query(pg_url: str) -> None:
+    db = Database(DatabaseConfig(url=pg_url, pool=PoolConfig(min_size=1, max_size=1, pre_ping=True)))
+    queries: list[str] = []
+
+    def log_queries(dbapi_conn: Any, record: Any) -> None:
+        dbapi_conn.driver_connection.add_query_logger(lambda record: queries.append(record.query))
+
+    event.listen(db.engine.sync_engine.pool, "connect", log_queries)
+    try:
+        async with db.connection() as conn:  # a fresh connection: SQLAlchemy does not ping it
+            await conn.execute(text("SELECT 2"))
+        queries.clear()
+        async with db.connection() as conn:  # the pooled one: pinged at checkout
+            await conn.execute(text("SELECT 3"))
+        # the ping, then the block's own transaction (its SELECT 3 is a prepared statement, which asyncpg's query
+        # loggers do not see); SQLAlchemy's own asyncpg ping would be BEGIN; ';' (prepared); ROLLBACK
+        assert queries == ["SELECT 1", "BEGIN;", "COMMIT;"]
     finally:
         await db.dispose()
