@@ -79,13 +79,34 @@ def engine_kwargs(config: DatabaseConfig, url: URL, pool: PoolConfig, *, null_po
     return kwargs
 
 
-def create_engine_for(config: DatabaseConfig, url: URL, pool: PoolConfig, *, null_pool: bool = False) -> AsyncEngine:
+def create_engine_for(
+    config: DatabaseConfig,
+    url: URL,
+    pool: PoolConfig,
+    *,
+    null_pool: bool = False,
+    server_settings: dict[str, str] | None = None,
+) -> AsyncEngine:
     """Create an engine for ``url`` (no connection is opened until first use).
+
+    Args:
+        config: The database config.
+        url: Target server URL (primary or replica).
+        pool: Pool settings for this server.
+        null_pool: Open a fresh connection per checkout (used by health probes and migrations).
+        server_settings: More PostgreSQL settings for every connection (e.g. ``default_transaction_read_only``).
 
     Returns:
         The engine; SQLite engines enforce foreign keys (``PRAGMA foreign_keys=ON``) like PostgreSQL does.
     """
-    engine = create_async_engine(url, **engine_kwargs(config, url, pool, null_pool=null_pool))
+    kwargs = engine_kwargs(config, url, pool, null_pool=null_pool)
+    if server_settings:
+        connect_args = kwargs["connect_args"]
+        kwargs["connect_args"] = {
+            **connect_args,
+            "server_settings": {**connect_args["server_settings"], **server_settings},
+        }
+    engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
     elif pool.pre_ping and engine.dialect.driver == "asyncpg":

@@ -26,10 +26,10 @@ from collections import deque
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from litestar_db.config import DatabaseConfig, PoolConfig
-from litestar_db.engines import create_engine_for, engine_kwargs
+from litestar_db.engines import create_engine_for
 from litestar_db.instrument import instrument_engine
 from litestar_db.read_your_writes import ReadYourWrites, TokenSigner, format_lsn, parse_lsn
 from litestar_db.routing import ReplicaSet, ReplicaState, RoutingMode, RoutingSession
@@ -320,8 +320,4 @@ class ReplicaRouter:
 
 def _read_only_engine(config: DatabaseConfig, url: Any, pool: PoolConfig) -> AsyncEngine:
     """A replica engine whose every transaction is READ ONLY (``default_transaction_read_only``)."""
-    kwargs = engine_kwargs(config, url, pool)
-    connect_args = dict(kwargs["connect_args"])
-    connect_args["server_settings"] = {**connect_args["server_settings"], "default_transaction_read_only": "on"}
-    kwargs["connect_args"] = connect_args
-    return create_async_engine(url, **kwargs)
+    return create_engine_for(config, url, pool, server_settings={"default_transaction_read_only": "on"})

@@ -66,7 +66,7 @@ class SyncSession(Session):
         Raises:
             LazyLoadError: a relationship or expired/deferred column load outside an awaited session call.
         """
-        if not in_greenlet():
+        if not in_greenlet() and isinstance(statement, Executable):  # else SQLAlchemy's ArgumentError follows
             _refuse_implicit_io(
                 ORMExecuteState(self, statement, params, execution_options, bind_arguments or {}, None, [])
             )

@@ -6,9 +6,10 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import String, text
+from sqlalchemy import String, create_engine, text
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from litestar_db import (
     ConflictError,
@@ -24,7 +25,7 @@ from litestar_db import (
     transaction,
 )
 from litestar_db.engines import isolation_level_engine
-from litestar_db.session import LazyLoadError
+from litestar_db.session import LazyLoadError, SyncSession
 from tests.conftest import pg_execute
 
 
@@ -259,3 +260,9 @@ async def test_expired_column_read_outside_an_awaited_call_raises_lazy_load_erro
             _ = item.name  # a read outside any awaited session call (as during response serialisation)
         await s.refresh(item, ["name"])  # inside an awaited call the same load runs
         assert item.name == "a"
+
+
+@pytest.mark.parametrize("statement", ["SELECT 1", None])
+def test_invalid_statement_outside_an_awaited_call_keeps_sqlalchemys_error(statement: object) -> None:
+    with sessionmaker(create_engine("sqlite://"), class_=SyncSession)() as sync_session, pytest.raises(ArgumentError):
+        sync_session.execute(statement)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, 
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from litestar_db import Database, DatabaseConfig, PoolConfig
+from litestar_db import Database, DatabaseConfig, PoolConfig, ReadWriteConfig, ReplicaConfig
 from litestar_db.errors import DatabaseError, PoolTimeoutError
 from litestar_db.stats import EngineStats
 from litestar_db.transactions import ATTEMPT_KEY
@@ -273,20 +273,27 @@ async def test_autocommit_reads_count_no_commit_or_rollback(pg_url: str) -> None
 
 
 @pytest.mark.postgres
-async def test_pre_ping_is_one_simple_query(pg_url: str) -> None:
-    db = Database(DatabaseConfig(url=pg_url, pool=PoolConfig(min_size=1, max_size=1, pre_ping=True)))
+@pytest.mark.parametrize("server", ["primary", "replica"])
+async def test_pre_ping_is_one_simple_query(pg_url: str, server: str) -> None:
+    ping_pool = PoolConfig(min_size=1, max_size=1, pre_ping=True)
+    replica = ReplicaConfig(url=pg_url, name="r", pool=ping_pool)  # the primary itself, read only: enough here
+    rw = ReadWriteConfig(
+        enable_read_write_split=server == "replica", replicas=(replica,) if server == "replica" else ()
+    )
+    db = Database(DatabaseConfig(url=pg_url, pool=ping_pool, read_write=rw))
+    engine = db.engine if db.router is None else db.router.replica_set.replicas[0].engine
     queries: list[str] = []
 
     def log_queries(dbapi_conn: Any, record: Any) -> None:
         dbapi_conn.driver_connection.add_query_logger(lambda record: queries.append(record.query))
 
-    event.listen(db.engine.sync_engine.pool, "connect", log_queries)
+    event.listen(engine.sync_engine.pool, "connect", log_queries)
     try:
-        async with db.connection() as conn:  # a fresh connection: SQLAlchemy does not ping it
-            await conn.execute(text("SELECT 2"))
-        queries.clear()
-        async with db.connection() as conn:  # the pooled one: pinged at checkout
-            await conn.execute(text("SELECT 3"))
+        for _ in range(2):  # a fresh connection (SQLAlchemy does not ping it), then the pooled one, pinged
+            queries.clear()
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 3"))
+                await conn.commit()
         # the ping, then the block's own transaction (its SELECT 3 is a prepared statement, which asyncpg's query
         # loggers do not see); SQLAlchemy's own asyncpg ping would be BEGIN; ';' (prepared); ROLLBACK
         assert queries == ["SELECT 1", "BEGIN;", "COMMIT;"]
