@@ -18,6 +18,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -145,10 +146,10 @@ class Server:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def gc_stats(self) -> dict[str, list[float]]:
+    def gc_stats(self) -> dict[str, Any]:
         """The server's garbage-collector counters (``GET /_bench/gc``, :mod:`benchmarks.gcstats`)."""
         with urllib.request.urlopen(f"{self.base_url}/_bench/gc", timeout=10) as resp:
-            data: dict[str, list[float]] = json.loads(resp.read())
+            data: dict[str, Any] = json.loads(resp.read())
         return data
 
     def command(self) -> list[str]:
