@@ -14,7 +14,7 @@ from sqlalchemy.pool import NullPool, StaticPool
 from litestar_db.config import DatabaseConfig, PoolConfig
 from litestar_db.instrument import InstrumentedQueuePool
 
-__all__ = ("create_engine_for", "engine_kwargs", "isolation_level_engine")
+__all__ = ("connection_options_engine", "create_engine_for", "engine_kwargs", "isolation_level_engine")
 
 
 def _pgbouncer_statement_name() -> str:
@@ -145,30 +145,43 @@ def _sqlite_on_connect(dbapi_conn: Any, record: Any) -> None:
     cursor.close()
 
 
-class _IsolationLevelEngine(OptionEngine):
-    """An engine proxy (same pool, dialect, compiled cache and listeners) whose connections get their options,
-    the isolation level among them, per connection."""
+class _ConnectionOptionsEngine(OptionEngine):
+    """An engine proxy (same pool, dialect, compiled cache and listeners) whose connections get its options (an
+    isolation level, ``postgresql_readonly``, …) one connection at a time."""
 
     def __init__(self, proxied: Engine, connection_options: dict[str, Any]) -> None:
         super().__init__(proxied, {})
         self._ltdb_options = connection_options
 
     def connect(self) -> Connection:
-        # Connection.execution_options(isolation_level=...): SQLAlchemy's documented per-connection way; the level
-        # is reset when the connection goes back to the pool
+        # Connection.execution_options(isolation_level=...): SQLAlchemy's documented per-connection way; the
+        # characteristics are reset when the connection goes back to the pool
         return super().connect().execution_options(**self._ltdb_options)
 
-    def execution_options(self, **opt: Any) -> _IsolationLevelEngine:
-        """Another proxy with ``opt`` added (``OptionEngine`` would bypass :meth:`connect` and lose the level)."""
-        return _IsolationLevelEngine(self._proxied, {**self._ltdb_options, **opt})
+    def execution_options(self, **opt: Any) -> _ConnectionOptionsEngine:
+        """Another proxy with ``opt`` added (``OptionEngine`` would bypass :meth:`connect` and lose the options)."""
+        return _ConnectionOptionsEngine(self._proxied, {**self._ltdb_options, **opt})
+
+
+def connection_options_engine(engine: Engine, **options: Any) -> Engine:
+    """``engine`` (sync) handing out connections with ``options`` set on each (``isolation_level``,
+    ``postgresql_readonly``, …; options of a proxy given as ``engine`` are kept). Same pool as ``engine``.
+
+    ``engine.execution_options(...)`` does the same for connection characteristics through an ``engine_connect``
+    listener, which switches on SQLAlchemy's per-connection event dispatch for every connection of that engine
+    (~20 us of CPU per request); setting them on each new connection does not.
+
+    Returns:
+        The proxy :class:`~sqlalchemy.engine.Engine`.
+    """
+    if isinstance(engine, _ConnectionOptionsEngine):
+        return engine.execution_options(**options)
+    return _ConnectionOptionsEngine(engine, options)
 
 
 def isolation_level_engine(engine: AsyncEngine, isolation_level: str) -> AsyncEngine:
-    """``engine`` handing out connections at ``isolation_level`` (``"AUTOCOMMIT"``: DBAPI autocommit, no BEGIN).
-
-    Same pool as ``engine``. ``engine.execution_options(isolation_level=...)`` does the same through an
-    ``engine_connect`` listener, which switches on SQLAlchemy's per-connection event dispatch for every connection
-    of that engine (~20 us of CPU per request); setting the level on each new connection does not.
+    """``engine`` handing out connections at ``isolation_level`` (``"AUTOCOMMIT"``: DBAPI autocommit, no BEGIN);
+    see :func:`connection_options_engine`.
 
     Args:
         engine: The engine whose pool is shared.
@@ -177,4 +190,4 @@ def isolation_level_engine(engine: AsyncEngine, isolation_level: str) -> AsyncEn
     Returns:
         An :class:`~sqlalchemy.ext.asyncio.AsyncEngine` over the proxy.
     """
-    return AsyncEngine(_IsolationLevelEngine(engine.sync_engine, {"isolation_level": isolation_level}))
+    return AsyncEngine(connection_options_engine(engine.sync_engine, isolation_level=isolation_level))

@@ -215,6 +215,7 @@ class ReplicaRouter:
                 "primary_counters": primary_counters,
                 "fallback_to_primary": rw.fallback_to_primary,
                 "retry_after": config.health.retry_after_seconds,
+                "readonly_binds": {},
             },
         )
         self.sessionmaker = self.maker_for(primary)

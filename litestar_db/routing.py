@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import ORMExecuteState
 
 from litestar_db._classify import is_plain_read
+from litestar_db.engines import connection_options_engine
 from litestar_db.errors import DatabaseUnavailableError, PoolTimeoutError, ReadOnlyError, translate_error
 from litestar_db.read_your_writes import ReadYourWrites
 from litestar_db.session import SyncSession
@@ -202,6 +203,8 @@ class RoutingSession(SyncSession):
     primary_counters: EngineCounters
     fallback_to_primary: bool = True
     retry_after: int | None = None
+    readonly_binds: dict[Engine, Engine]
+    """Primary bind → the same with ``postgresql_readonly`` (filled on first use; the router's subclass owns it)."""
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
@@ -216,7 +219,6 @@ class RoutingSession(SyncSession):
         self._target: ReplicaState | None = _UNSET
         self._failed: tuple[ReplicaState, ...] = ()
         self._last_replica: ReplicaState | None = None
-        self._readonly_primary: Engine | None = None
 
     def configure_routing(self, mode: RoutingMode, label: str, token: ReadYourWrites | None = None) -> None:
         """Set the session's mode, the label used in errors, and the client's read-your-writes token."""
@@ -288,12 +290,14 @@ class RoutingSession(SyncSession):
         return target
 
     def _readonly_primary_bind(self) -> Engine:
-        """The primary with ``postgresql_readonly`` (asyncpg ``BEGIN READ ONLY``), sharing its pool."""
-        if self._readonly_primary is None:
-            bind = self.bind
-            assert isinstance(bind, Engine)
-            self._readonly_primary = bind.execution_options(postgresql_readonly=True)
-        return self._readonly_primary
+        """The primary with ``postgresql_readonly`` (asyncpg ``BEGIN READ ONLY``), sharing its pool; built once per
+        primary bind (the plain primary, or one with a route isolation level) and router."""
+        bind = self.bind
+        assert isinstance(bind, Engine)
+        readonly = self.readonly_binds.get(bind)
+        if readonly is None:
+            readonly = self.readonly_binds[bind] = connection_options_engine(bind, postgresql_readonly=True)
+        return readonly
 
     def _release_replica_connections(self) -> None:
         """Give back the replica connections once the session moved to the primary.

@@ -229,3 +229,24 @@ async def test_replica_and_fallback_transactions_are_read_only_on_the_server(pg_
             assert (stats["r"].routed_reads, stats["primary"].routed_reads) == (1, 2)
             assert stats["r"].healthy is False
     assert (await pg_execute(pg_url, "SELECT count(*) FROM t"))[0][0] == 0
+
+
+@pytest.mark.postgres
+async def test_read_only_fallback_to_the_primary_builds_one_read_only_bind(pg_url: str) -> None:
+    """With the replica down, ``read_only`` sessions read from the primary in READ ONLY transactions through one
+    shared proxy per primary bind (built once, not per session), which adds no per-connection events."""
+    from litestar_db.testing import free_port
+
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+    rw = ReadWriteConfig(enable_read_write_split=True, replicas=(ReplicaConfig(url=dead, name="r"),))
+    db = Database(DatabaseConfig(url=pg_url, read_write=rw))
+    try:
+        for _ in range(3):
+            async with db.read_replica() as session:
+                assert (await session.execute(text("SHOW transaction_read_only"))).scalar() == "on"
+        assert db.router is not None
+        readonly_binds = db.router.session_class.readonly_binds
+        assert list(readonly_binds) == [db.engine.sync_engine]
+        assert next(iter(readonly_binds.values()))._has_events is False
+    finally:
+        await db.dispose()
