@@ -63,13 +63,12 @@ class _RequestUnit:
     """Per-request state, kept in the connection's ``scope["state"]`` (not in a ContextVar: Litestar resolves
     sibling dependencies in separate tasks, which would lose a ContextVar set in one of them)."""
 
-    __slots__ = ("autocommit", "done", "router", "session")
+    __slots__ = ("autocommit", "done", "session")
 
-    def __init__(self, session: AsyncSession, autocommit: bool, router: ReplicaRouter | None = None) -> None:
+    def __init__(self, session: AsyncSession, autocommit: bool) -> None:
         self.session = session
         self.autocommit = autocommit
         self.done = False
-        self.router = router
 
 
 class RequestSessionProvider:
@@ -136,7 +135,7 @@ class RequestSessionProvider:
                     session = self._maker(level)()
             else:
                 session = self._routed_session(router, scope, opt)
-            unit = _RequestUnit(session, autocommit, router)
+            unit = _RequestUnit(session, autocommit)
             state[_STATE_KEY] = unit
         return unit.session
 
@@ -175,14 +174,12 @@ class RequestSessionProvider:
         return self.database.engine
 
 
-async def _finish(
-    unit: _RequestUnit, status: int | None, commit_on_redirect: bool, retry_after: int
-) -> ReplicaRouter | None:
+async def _finish(unit: _RequestUnit, status: int | None, commit_on_redirect: bool, retry_after: int) -> bool:
     """Commit or roll back, then close; ``status is None`` means no response (an exception escaped).
 
     Returns:
-        The router when the request committed a write with the read/write split on (a read-your-writes token is
-        due), else ``None``.
+        Whether the request's routing session committed a write (with the read/write split on, a read-your-writes
+        token is due).
     """
     unit.done = True
     session = unit.session
@@ -195,9 +192,7 @@ async def _finish(
             await commit(session, retry_after)
         elif not unit.autocommit and (session.new or session.dirty or session.deleted):
             logger.warning("rolling back uncommitted changes left by a route with db_autocommit=False")
-        if unit.router is not None and success and isinstance(sync, RoutingSession) and sync.wrote:
-            return unit.router
-        return None
+        return success and isinstance(sync, RoutingSession) and sync.wrote
     finally:
         try:
             await session.close()
@@ -318,14 +313,14 @@ class _ResponseStart:
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             scope = self._scope
-            router = None
+            wrote = False
             observed = self._observed
             committed_elsewhere = observed is not None and observed[0]  # before the request session commits
             unit: _RequestUnit | None = scope["state"].get(_STATE_KEY)
             if unit is not None and not unit.done:
                 mw = self._middleware
                 try:
-                    router = await _finish(unit, message["status"], mw._commit_on_redirect, mw._retry_after)
+                    wrote = await _finish(unit, message["status"], mw._commit_on_redirect, mw._retry_after)
                 except Exception:
                     # Nothing reached the client. Raising through the response's own ``send`` aborts it (its
                     # background tasks, meant to follow a commit, never run) and lets Litestar's exception
@@ -336,8 +331,7 @@ class _ResponseStart:
                     # connection as served-from-cache stops it storing that (or the error) for later requests.
                     connection_state.is_cached = True
                     raise
-            if router is None and committed_elsewhere and message["status"] < 400:
-                router = self._split
-            if router is not None:
-                message = await _with_token(message, scope, router)
+            split = self._split
+            if split is not None and (wrote or (committed_elsewhere and message["status"] < 400)):
+                message = await _with_token(message, scope, split)
         await self._send(message)
