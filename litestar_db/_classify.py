@@ -21,9 +21,14 @@ __all__ = ("is_plain_read",)
 _COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
 _LITERALS = re.compile(r"'(?:[^']|'')*'")
 _READ_START = re.compile(r"^\s*\(*\s*(?:SELECT|WITH|VALUES|TABLE|SHOW|EXPLAIN)\b", re.I)
+_SIDE_EFFECT_FUNCTIONS = (
+    r"nextval|setval|next_value|pg_(?:try_)?advisory\w*|pg_notify|txid_current|pg_current_xact_id|lo_\w+"
+)
+"""Functions that change state or take locks (sequences, advisory locks, NOTIFY, transaction ids, large objects):
+a statement calling one is not a plain read, whether it is ``text()`` or a Core ``SELECT``."""
 _NOT_A_READ = re.compile(
     r"\b(?:INSERT|UPDATE|DELETE|MERGE|INTO|COPY|LOCK|FOR\s+(?:NO\s+KEY\s+)?UPDATE|FOR\s+(?:KEY\s+)?SHARE|"
-    r"nextval|setval|pg_advisory\w*|pg_notify|txid_current|pg_current_xact_id|lo_\w+)\b",
+    rf"{_SIDE_EFFECT_FUNCTIONS})\b",
     re.I,
 )
 
@@ -44,9 +49,7 @@ def is_plain_read(clause: object) -> bool:
     return False
 
 
-_WRITING_FUNCTION = re.compile(
-    r"^(?:nextval|setval|next_value|pg_(?:try_)?advisory\w*|pg_notify|txid_current|pg_current_xact_id|lo_\w+)$", re.I
-)
+_WRITING_FUNCTION = re.compile(rf"^(?:{_SIDE_EFFECT_FUNCTIONS})$", re.I)
 
 
 def _writes(element: object) -> bool:

@@ -52,6 +52,7 @@ items = Table("items", MetaData(), Column("id", Integer, primary_key=True))
         (text("SELECT * INTO copy FROM items"), False),
         (text("SELECT nextval('items_id_seq')"), False),
         (text("SELECT pg_advisory_lock(1)"), False),
+        (text("SELECT pg_try_advisory_xact_lock(1)"), False),
         (text("SHOW transaction_read_only"), True),
         (text("VALUES (1), (2)"), True),
         (text("EXPLAIN SELECT * FROM items"), True),
