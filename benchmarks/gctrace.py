@@ -14,9 +14,8 @@ live objects of the requests in flight peak (typically the first ``await`` on th
 from __future__ import annotations
 
 import argparse
-import asyncio
 
-from benchmarks.harness import CONTENDERS, BenchDatabase, Server
+from benchmarks.harness import CONTENDERS, served
 from benchmarks.load import ENDPOINTS, run_load, wrk_version
 
 __all__ = ("main",)
@@ -31,20 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pool-size", type=int, default=10)
     args = p.parse_args(argv)
     generator = "wrk" if wrk_version() else "python"
-    db = BenchDatabase(items=10000, accounts=1000)
-    asyncio.run(db.create())
-    env = {"BENCH_DATABASE_URL": db.url, "BENCH_POOL_SIZE": str(args.pool_size), "BENCH_GC_TRACE": "1"}
-    server = Server(args.contender, CONTENDERS[args.contender], env)
-    try:
-        server.start()
+    env = {"BENCH_POOL_SIZE": str(args.pool_size), "BENCH_GC_TRACE": "1"}
+    with served(args.contender, **env) as server:
         load = {"connections": args.connections, "items": 10000, "accounts": 1000, "generator": generator}
         run_load(server.base_url, ENDPOINTS[args.endpoint], seconds=3, **load)  # warm-up
         before = server.gc_stats()
         result = run_load(server.base_url, ENDPOINTS[args.endpoint], seconds=args.seconds, **load)
         after = server.gc_stats()
-    finally:
-        server.stop()
-        asyncio.run(db.drop())
     young, full = (after["collections"][g] - before["collections"][g] for g in (0, 2))
     print(f"{args.contender} / {args.endpoint}, {args.connections} connections: {result.requests} requests")
     print(f"young collections per request {young / result.requests:.3f}, full {full / result.requests:.4f}")

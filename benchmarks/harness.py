@@ -6,6 +6,7 @@ installed) on a free port of 127.0.0.1, against a dedicated database created her
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import json
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ __all__ = (
     "BenchDatabase",
     "Server",
     "free_port",
+    "served",
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,3 +198,25 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+@contextlib.contextmanager
+def served(contender: str, **env: str) -> Iterator[Server]:
+    """``contender`` served (as in ``make bench``) on a fresh seeded database: 10,000 items, 1,000 accounts.
+
+    Args:
+        contender: A key of :data:`CONTENDERS`.
+        env: More environment for the server (``BENCH_POOL_SIZE``, ``BENCH_GC_TRACE``, ...).
+
+    Yields:
+        The started server; it is stopped and the database dropped on exit.
+    """
+    db = BenchDatabase(items=10000, accounts=1000)
+    asyncio.run(db.create())
+    server = Server(contender, CONTENDERS[contender], {"BENCH_DATABASE_URL": db.url, **env})
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        asyncio.run(db.drop())

@@ -13,10 +13,9 @@ past ``--requests``). Reported: each sample, and the growth from the post-warm-u
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 
-from benchmarks.harness import CONTENDERS, BenchDatabase, Server
+from benchmarks.harness import CONTENDERS, served
 from benchmarks.load import ENDPOINTS, run_load, wrk_version
 
 __all__ = ("main", "rss_bytes")
@@ -45,12 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tolerance", type=float, default=5.0, help="allowed growth, percent")
     args = p.parse_args(argv)
     generator = "wrk" if wrk_version() else "python"
-    db = BenchDatabase(items=10000, accounts=1000)
-    asyncio.run(db.create())
-    server = Server(args.contender, CONTENDERS[args.contender], {"BENCH_DATABASE_URL": db.url})
     samples: list[tuple[int, int]] = []
-    try:
-        server.start()
+    with served(args.contender) as server:
         samples.append((0, rss_bytes(server.pid)))
         print(f"{args.contender}: RSS at start {samples[0][1] / 2**20:.1f} MiB; load generator {generator}", flush=True)
 
@@ -84,9 +79,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"  +{done:>7} requests: {rss / 2**20:7.1f} MiB ({100 * (rss - baseline) / baseline:+.2f} %)",
                 flush=True,
             )
-    finally:
-        server.stop()
-        asyncio.run(db.drop())
     growth = 100 * (samples[-1][1] - baseline) / baseline
     peak = 100 * (max(s[1] for s in samples[1:]) - baseline) / baseline
     verdict = "OK" if abs(growth) <= args.tolerance else "OUTSIDE TOLERANCE"

@@ -12,7 +12,6 @@ input).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import collections
 import re
 import shutil
@@ -22,7 +21,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from benchmarks.harness import CONTENDERS, BenchDatabase, Server
+from benchmarks.harness import CONTENDERS, served
 from benchmarks.load import ENDPOINTS, run_load, wrk_version
 
 __all__ = ("main", "summarize_stacks")
@@ -90,16 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     generator = "wrk" if wrk_version() else "python"
-    db = BenchDatabase(items=10000, accounts=1000)
-    asyncio.run(db.create())
-    server = Server(
-        args.contender,
-        CONTENDERS[args.contender],
-        {"BENCH_DATABASE_URL": db.url, "BENCH_POOL_SIZE": str(args.pool_size)},
-    )
     out = args.raw or Path(tempfile.mkdtemp()) / "stacks.txt"
-    try:
-        server.start()
+    with served(args.contender, BENCH_POOL_SIZE=str(args.pool_size)) as server:
 
         def load(seconds: float) -> None:
             run_load(
@@ -135,9 +126,6 @@ def main(argv: list[str] | None = None) -> int:
             capture_output=True,
         )
         loader.join()
-    finally:
-        server.stop()
-        asyncio.run(db.drop())
     print(f"{args.contender} / {args.endpoint}, {args.seconds} s under {args.connections} connections")
     print(summarize_stacks(out.read_text(), args.top))
     return 0
