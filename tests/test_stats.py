@@ -277,9 +277,8 @@ async def test_autocommit_reads_count_no_commit_or_rollback(pg_url: str) -> None
 async def test_pre_ping_is_one_simple_query(pg_url: str, server: str) -> None:
     ping_pool = PoolConfig(min_size=1, max_size=1, pre_ping=True)
     replica = ReplicaConfig(url=pg_url, name="r", pool=ping_pool)  # the primary itself, read only: enough here
-    rw = ReadWriteConfig(
-        enable_read_write_split=server == "replica", replicas=(replica,) if server == "replica" else ()
-    )
+    split = server == "replica"
+    rw = ReadWriteConfig(enable_read_write_split=split, replicas=(replica,) if split else ())
     db = Database(DatabaseConfig(url=pg_url, pool=ping_pool, read_write=rw))
     engine = db.engine if db.router is None else db.router.replica_set.replicas[0].engine
     queries: list[str] = []
