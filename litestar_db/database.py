@@ -29,6 +29,7 @@ from litestar_db._monitoring import MonitoringMixin
 from litestar_db.config import DatabaseConfig
 from litestar_db.engines import create_engine_for, isolation_level_engine
 from litestar_db.errors import translate_error
+from litestar_db.fetch import Reader, shape_rows
 from litestar_db.instrument import instrument_engine
 from litestar_db.lazy_begin import LazyBeginSession
 from litestar_db.replicas import ReplicaRouter
@@ -115,6 +116,16 @@ class Database(MonitoringMixin):
             autocommit = isolation_level_engine(self.engine, "AUTOCOMMIT").sync_engine
             session_class = type("LazyBeginSession", (LazyBeginSession,), {"autocommit_bind": autocommit})
             self.lazy_sessionmaker = self.make_sessionmaker(self.engine, session_class)
+        self.reader = Reader(
+            self.engine,
+            self._counters["primary"],
+            self.router,
+            fast=self.engine.dialect.driver == "asyncpg" and not pgbouncer,
+            session=self.read_replica,
+            translate=self._raise_translated,
+            retry_after=config.health.retry_after_seconds,
+        )
+        """Session-free plain reads behind :meth:`fetch_all`, :meth:`fetch_one`, :meth:`scalar`."""
 
     @property
     def migrations(self) -> Migrations:
@@ -277,34 +288,50 @@ class Database(MonitoringMixin):
         """
         return self.session()
 
-    async def fetch_all(self, statement: Executable, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Run a read and return every row as a plain ``dict`` (buffered; safe after the connection is released).
+    async def fetch_all(
+        self, statement: Executable, params: Mapping[str, Any] | None = None, *, into: type[_T] | None = None
+    ) -> list[Any]:
+        """Run a read outside any session and return every row (buffered; the connection is already back).
+
+        On PostgreSQL a plain read runs in one round trip on a replica (or the primary), without BEGIN/COMMIT; a
+        statement object read before (module-level, with ``bindparam()`` values) skips SQLAlchemy's execution
+        layer altogether. See :mod:`litestar_db.fetch` for which path a statement takes.
+
+        Args:
+            statement: A ``select()`` or ``text()`` read; ``bindparam()`` values come from ``params``.
+            params: Bind parameter values by name.
+            into: A msgspec ``Struct`` (or dataclass) built per row from its columns; ``None``: a ``dict`` per row.
 
         Returns:
-            One ``dict`` per row, keyed by column label.
-        """
-        async with self.read_replica() as sess:
-            result = await sess.execute(statement, params)
-            return [dict(row) for row in result.mappings()]
+            One ``dict`` (keyed by column label) or ``into`` instance per row.
 
-    async def fetch_one(self, statement: Executable, params: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-        """Run a read and return the first row as a ``dict``, or ``None`` when there is none.
+        Raises:
+            ReadOnlyError: ``statement`` writes; nothing is sent.
+            DatabaseUnavailableError: the connection was lost, or no replica is available while fallback to the
+                primary is off.
+            DatabaseError: any other translated driver error.
+        """
+        return shape_rows(await self.reader.rows(statement, params), into)
+
+    async def fetch_one(
+        self, statement: Executable, params: Mapping[str, Any] | None = None, *, into: type[_T] | None = None
+    ) -> Any:
+        """Like :meth:`fetch_all`, the first row only (``None`` when there is none).
 
         Returns:
-            The first row, or ``None``.
+            A ``dict``, an ``into`` instance, or ``None``.
         """
-        async with self.read_replica() as sess:
-            row = (await sess.execute(statement, params)).mappings().first()
-            return dict(row) if row is not None else None
+        columns, rows = await self.reader.rows(statement, params)
+        return shape_rows((columns, rows[:1]), into)[0] if rows else None
 
     async def scalar(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Any:
-        """Run a read and return the first column of the first row (``None`` when there is no row).
+        """Like :meth:`fetch_all`, the first column of the first row (``None`` when there is no row).
 
         Returns:
             A plain Python value.
         """
-        async with self.read_replica() as sess:
-            return (await sess.execute(statement, params)).scalar()
+        _, rows = await self.reader.rows(statement, params)
+        return rows[0][0] if rows else None
 
     async def run_in_transaction(
         self, fn: Callable[[AsyncSession], Awaitable[_T]], *, retries: int = 3, isolation_level: str | None = None

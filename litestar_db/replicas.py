@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from litestar_db.config import DatabaseConfig, PoolConfig
 from litestar_db.engines import create_engine_for
+from litestar_db.errors import DatabaseUnavailableError
 from litestar_db.instrument import instrument_engine
 from litestar_db.read_your_writes import ReadYourWrites, TokenSigner, format_lsn, parse_lsn
 from litestar_db.routing import ReplicaSet, ReplicaState, RoutingMode, RoutingSession
@@ -256,6 +257,23 @@ class ReplicaRouter:
         assert isinstance(sync, RoutingSession)
         sync.configure_routing(mode, label, token)
         return session
+
+    def choose_for_read(self, exclude: tuple[ReplicaState, ...] = ()) -> ReplicaState | None:
+        """The replica for one session-free read (:mod:`litestar_db.fetch`), or ``None`` for the primary.
+
+        Same choice as a ``read_only`` routing session without a read-your-writes token: ejected and lagging
+        replicas are skipped; starts the lag monitor lazily on the running loop.
+
+        Raises:
+            DatabaseUnavailableError: no replica is available and ``fallback_to_primary`` is off.
+        """
+        if not self._started:
+            self.start_monitor()
+        replica = self.replica_set.choose(None, exclude)
+        if replica is None and not self.config.read_write.fallback_to_primary:
+            msg = "No replica is available and fallback to the primary is disabled"
+            raise DatabaseUnavailableError(msg, retry_after=self.config.health.retry_after_seconds)
+        return replica
 
     def verify_token(self, raw: str | None) -> ReadYourWrites | None:
         """The verified token, or ``None`` (absent, tampered or expired)."""

@@ -89,7 +89,7 @@ SALES_STATS = text(
 
 
 async def sales_stats(since: datetime.datetime, until: datetime.datetime, top: int = 10) -> list[dict[str, Any]]:
-    """Raw SQL on a read-only session (a replica when the split is on), rows copied out as dicts."""
+    """Raw SQL without a session (a replica when the split is on), rows returned as dicts."""
     return await get_database().fetch_all(SALES_STATS, {"since": since, "until": until, "top": top})
 
 
