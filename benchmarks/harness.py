@@ -47,6 +47,7 @@ CONTENDERS: dict[str, str] = {
     "aa": "benchmarks.apps.aa_app:app",
     "handwritten": "benchmarks.apps.handwritten_app:app",
     "raw": "benchmarks.apps.raw_app:app",
+    "ldb_fetch": "benchmarks.apps.litestar_db_fetch_app:app",
 }
 """Contender name → ASGI app import path, in the order each round runs them."""
 

@@ -30,8 +30,8 @@ from benchmarks.verify import total_balance, verify
 
 __all__ = ("main", "summarize")
 
-BASELINES = ("aa", "handwritten", "raw")
-"""The ratios printed: litestar_db's req/s over each of these."""
+PAIRS = (("litestar_db", "aa"), ("litestar_db", "handwritten"), ("litestar_db", "raw"), ("ldb_fetch", "raw"))
+"""The ratios printed: the first contender's req/s over the second's."""
 
 
 def machine() -> dict[str, Any]:
@@ -60,15 +60,15 @@ def machine() -> dict[str, Any]:
 
 
 def summarize(rounds: dict[str, dict[str, list[LoadResult]]]) -> dict[str, Any]:
-    """Median req/s and latencies per contender and endpoint, and litestar_db's ratios.
+    """Median req/s and latencies per contender and endpoint, and the ratios of :data:`PAIRS`.
 
     Args:
         rounds: ``endpoint → contender → one LoadResult per measured round``.
 
     Returns:
-        ``{endpoint: {"contenders": {...}, "ratios": {...}}}``; ``ratio`` is the median req/s of litestar_db over
-        the baseline's, with the range of the per-round (paired, adjacent in time) ratios beside it; ``cpu_ratio``
-        is the baseline's median server CPU per request over litestar_db's (> 1: litestar_db costs less CPU).
+        ``{endpoint: {"contenders": {...}, "ratios": {...}}}``; ``ratio`` is the median req/s of the pair's first
+        contender over the baseline's, with the range of the per-round (paired, adjacent in time) ratios beside it;
+        ``cpu_ratio`` is the baseline's median server CPU per request over the first's (> 1: the first costs less).
     """
     out: dict[str, Any] = {}
     for endpoint, by_contender in rounds.items():
@@ -87,14 +87,13 @@ def summarize(rounds: dict[str, dict[str, list[LoadResult]]]) -> dict[str, Any]:
             for name, results in by_contender.items()
         }
         ratios: dict[str, Any] = {}
-        ours = by_contender.get("litestar_db")
-        for base in BASELINES:
-            theirs = by_contender.get(base)
+        for name, base in PAIRS:
+            ours, theirs = by_contender.get(name), by_contender.get(base)
             if ours and theirs and stats[base]["rps"]:
                 paired = [a.rps / b.rps for a, b in zip(ours, theirs, strict=True) if b.rps]
-                cpu_ours = stats["litestar_db"]["cpu_us_per_request"]
-                ratios[f"litestar_db/{base}"] = {
-                    "ratio": round(stats["litestar_db"]["rps"] / stats[base]["rps"], 3),
+                cpu_ours = stats[name]["cpu_us_per_request"]
+                ratios[f"{name}/{base}"] = {
+                    "ratio": round(stats[name]["rps"] / stats[base]["rps"], 3),
                     "paired_min": round(min(paired), 3),
                     "paired_max": round(max(paired), 3),
                     "cpu_ratio": round(stats[base]["cpu_us_per_request"] / cpu_ours, 3) if cpu_ours else None,
