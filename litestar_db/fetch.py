@@ -101,6 +101,8 @@ def _keys(statement: Executable) -> list[str] | None:
 def _compile_plan(statement: Executable, engine: AsyncEngine) -> _Plan | None:
     """The driver-path plan of ``statement``, or ``None`` when SQLAlchemy must process its values."""
     dialect = engine.sync_engine.dialect
+    if statement.get_execution_options() or engine.get_execution_options():
+        return None  # e.g. a schema_translate_map, applied only by SQLAlchemy's execution
     if isinstance(statement, Select):
         result_types = [c.type for c in statement.selected_columns]
     elif isinstance(statement, TextClause):

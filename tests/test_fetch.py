@@ -19,10 +19,13 @@ import pytest
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Column,
     DateTime,
     Enum,
+    MetaData,
     Numeric,
     String,
+    Table,
     TypeDecorator,
     Uuid,
     bindparam,
@@ -93,6 +96,12 @@ BY_IDS = select(Thing.id).where(Thing.id.in_(bindparam("ids", expanding=True))).
 RAW = text("SELECT id, name FROM thing WHERE id > :after ORDER BY id")
 COUNT = select(func.count()).select_from(Thing)
 LABELLED = select(Thing.id.label("x"), Thing.id + 1, func.lower(Thing.name)).order_by(Thing.id)
+ELSEWHERE = Table("thing", MetaData(), Column("id", BigInteger), Column("name", String(50)), schema="elsewhere")
+TRANSLATED = (  # SQLAlchemy maps the schema at execution: compiled once without it, the SQL would be wrong
+    select(ELSEWHERE.c.id, ELSEWHERE.c.name)
+    .where(ELSEWHERE.c.id == bindparam("id"))
+    .execution_options(schema_translate_map={"elsewhere": None})
+)
 MISSING_TABLE = text("SELECT * FROM no_such_table")
 PID = text("SELECT pg_backend_pid()")
 
@@ -131,10 +140,13 @@ CASES: list[tuple[Any, dict[str, Any] | None]] = [
     (RAW, {"after": 2}),
     (COUNT, None),
     (LABELLED, None),
+    (TRANSLATED, {"id": 2}),
 ]
 
 
-@pytest.mark.parametrize(("statement", "params"), CASES, ids=["bindparam", "types", "in", "text", "count", "labels"])
+@pytest.mark.parametrize(
+    ("statement", "params"), CASES, ids=["bindparam", "types", "in", "text", "count", "labels", "schema"]
+)
 async def test_every_read_path_gives_what_a_session_gives(
     db: Database, statement: Any, params: dict[str, Any] | None
 ) -> None:
