@@ -258,14 +258,17 @@ class Reader:
 
 def _translate_driver_error(exc: BaseException, retry_after: int | None) -> DatabaseError | None:
     """:func:`~litestar_db.errors.translate_error` for an exception asyncpg raised on the driver path, where no
-    SQLAlchemy adapter classified it first: a bad argument is a :class:`DatabaseError`, any other interface error
-    (``connection is closed``) a lost connection; ``None`` for anything else (a cancellation)."""
+    SQLAlchemy adapter classified it first: a bad argument is a :class:`DatabaseError`, any other interface or
+    internal client error (``connection is closed``) a lost connection; ``None`` for anything else (a
+    cancellation)."""
     if not isinstance(exc, Exception):
         return None
     err = translate_error(exc, retry_after=retry_after)
     if err is None and isinstance(exc, asyncpg.DataError):
         return DatabaseError()
-    if err is None and isinstance(exc, asyncpg.InterfaceError):
+    if err is None and isinstance(exc, asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError):
+        # e.g. "cannot switch to state 12; another operation is in progress" when the server's termination
+        # notice arrived while the query was being sent: the connection's state is unknown, so it is lost
         return ConnectionLostError(retry_after=retry_after)
     return err
 
