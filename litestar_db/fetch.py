@@ -228,10 +228,10 @@ class Reader:
             driver = (await conn.get_raw_connection()).driver_connection
             assert driver is not None
             started = time.perf_counter()
-            counters.queries += 1
             try:
                 records = await driver.fetch(plan.sql, *arguments)
             except BaseException as exc:
+                counters.queries += 1
                 counters.errors += 1
                 err = _translate_driver_error(exc, self.retry_after)
                 if err is None or isinstance(err, DatabaseUnavailableError):  # cancelled mid-query, or lost
@@ -240,9 +240,7 @@ class Reader:
                 if err is not None and err is not exc:
                     raise err from exc
                 raise
-            elapsed = time.perf_counter() - started
-            if elapsed >= counters.slow_threshold:
-                counters.record_slow(plan.sql, elapsed)
+            counters.record_statement(plan.sql, time.perf_counter() - started)
         columns = plan.columns if plan.columns is not None else list(records[0].keys()) if records else []
         return columns, records
 

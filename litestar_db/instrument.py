@@ -82,10 +82,7 @@ def _count_statements(engine: AsyncEngine, counters: EngineCounters, reset_on_re
         def run(cursor: Any, statement: str, *args: Any) -> None:
             started = time.perf_counter()
             execute(cursor, statement, *args)
-            elapsed = time.perf_counter() - started
-            counters.queries += 1
-            if elapsed >= counters.slow_threshold:
-                counters.record_slow(statement, elapsed)
+            counters.record_statement(statement, time.perf_counter() - started)
 
         return run
 

@@ -30,7 +30,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from litestar_db.config import DatabaseConfig, PoolConfig
 from litestar_db.engines import create_engine_for
-from litestar_db.errors import DatabaseUnavailableError
 from litestar_db.instrument import instrument_engine
 from litestar_db.read_your_writes import ReadYourWrites, TokenSigner, format_lsn, parse_lsn
 from litestar_db.routing import ReplicaSet, ReplicaState, RoutingMode, RoutingSession
@@ -207,15 +206,19 @@ class ReplicaRouter:
             states.append(ReplicaState(name, engine, replica.weight, counters))
             probes[name] = _read_only_engine(config, url, probe_pool)
             self._pool_sizes[name] = pool.max_size
-        self.replica_set = ReplicaSet(states, rw.strategy, rw.failure_cooldown_seconds)
+        self.replica_set = ReplicaSet(
+            states,
+            rw.strategy,
+            rw.failure_cooldown_seconds,
+            fallback_to_primary=rw.fallback_to_primary,
+            retry_after=config.health.retry_after_seconds,
+        )
         self.session_class: type[RoutingSession] = type(
             "RoutingSession",
             (RoutingSession,),
             {
                 "replica_set": self.replica_set,
                 "primary_counters": primary_counters,
-                "fallback_to_primary": rw.fallback_to_primary,
-                "retry_after": config.health.retry_after_seconds,
                 "readonly_binds": {},
             },
         )
@@ -270,9 +273,8 @@ class ReplicaRouter:
         if not self._started:
             self.start_monitor()
         replica = self.replica_set.choose(None, exclude)
-        if replica is None and not self.config.read_write.fallback_to_primary:
-            msg = "No replica is available and fallback to the primary is disabled"
-            raise DatabaseUnavailableError(msg, retry_after=self.config.health.retry_after_seconds)
+        if replica is None:
+            self.replica_set.check_fallback()
         return replica
 
     def verify_token(self, raw: str | None) -> ReadYourWrites | None:

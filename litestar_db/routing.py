@@ -126,17 +126,28 @@ class ReplicaSet:
         strategy: ``"round_robin"``, ``"random"`` or ``"least_lag"``.
         cooldown_seconds: Ejection time after a failure.
         rng: Random source for ``random`` (tests may pass a seeded one).
+        fallback_to_primary: Whether reads may use the primary while no replica is available.
+        retry_after: Seconds for ``Retry-After`` when they may not.
     """
 
-    __slots__ = ("cooldown_seconds", "replicas", "rng", "strategy")
+    __slots__ = ("cooldown_seconds", "fallback_to_primary", "replicas", "retry_after", "rng", "strategy")
 
     def __init__(
-        self, replicas: list[ReplicaState], strategy: str, cooldown_seconds: float, rng: random.Random | None = None
+        self,
+        replicas: list[ReplicaState],
+        strategy: str,
+        cooldown_seconds: float,
+        rng: random.Random | None = None,
+        *,
+        fallback_to_primary: bool = True,
+        retry_after: int | None = None,
     ) -> None:
         self.replicas = replicas
         self.strategy = strategy
         self.cooldown_seconds = cooldown_seconds
         self.rng = rng or random.Random()  # noqa: S311 - load balancing, not cryptography
+        self.fallback_to_primary = fallback_to_primary
+        self.retry_after = retry_after
 
     def choose(self, min_lsn: int | None = None, exclude: tuple[ReplicaState, ...] = ()) -> ReplicaState | None:
         """Pick a replica for a session's reads.
@@ -169,6 +180,16 @@ class ReplicaSet:
         """Eject ``replica`` for the cooldown."""
         replica.eject(self.cooldown_seconds, reason)
 
+    def check_fallback(self) -> None:
+        """Allow reads on the primary (no replica chosen), or refuse them.
+
+        Raises:
+            DatabaseUnavailableError: ``fallback_to_primary`` is off.
+        """
+        if not self.fallback_to_primary:
+            msg = "No replica is available and fallback to the primary is disabled"
+            raise DatabaseUnavailableError(msg, retry_after=self.retry_after)
+
 
 def _lag_key(replica: ReplicaState) -> float:
     return float("inf") if replica.lag_bytes is None else float(replica.lag_bytes)
@@ -194,15 +215,13 @@ class RoutingSession(SyncSession):
 
     Extends :class:`litestar_db.session.SyncSession`, so the misuse guards of every litestar_db session apply.
 
-    Built per :class:`~litestar_db.database.Database` as a subclass whose ``replica_set`` and
-    ``fallback_to_primary`` class attributes are set; the async layer uses it through ``sync_session_class``.
+    Built per :class:`~litestar_db.database.Database` as a subclass whose ``replica_set`` (with the fallback rule)
+    and ``primary_counters`` class attributes are set; the async layer uses it through ``sync_session_class``.
     Per-session routing state is set by :meth:`configure_routing`.
     """
 
     replica_set: ReplicaSet
     primary_counters: EngineCounters
-    fallback_to_primary: bool = True
-    retry_after: int | None = None
     readonly_binds: dict[Engine, Engine]
     """Primary bind → the same with ``postgresql_readonly`` (filled on first use; the router's subclass owns it)."""
 
@@ -283,9 +302,8 @@ class RoutingSession(SyncSession):
         target = None
         if self.sticky_until <= time.time():
             target = self.replica_set.choose(self.min_lsn, self._failed)
-        if target is None and not self.fallback_to_primary:
-            msg = "No replica is available and fallback to the primary is disabled"
-            raise DatabaseUnavailableError(msg, retry_after=self.retry_after)
+        if target is None:
+            self.replica_set.check_fallback()
         self._target = target
         return target
 

@@ -187,6 +187,12 @@ class EngineCounters:
         self.pool_instrumented = False
         self.slowest: list[tuple[float, str]] = []
 
+    def record_statement(self, statement: str, seconds: float) -> None:
+        """Count one statement that took ``seconds``, and keep it among the slowest when it was slow."""
+        self.queries += 1
+        if seconds >= self.slow_threshold:
+            self.record_slow(statement, seconds)
+
     def record_slow(self, statement: str, seconds: float) -> None:
         """Count a slow statement and keep the slowest few, normalized."""
         self.slow_queries += 1
