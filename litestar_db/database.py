@@ -124,6 +124,7 @@ class Database(MonitoringMixin):
             session=self.read_replica,
             translate=self._raise_translated,
             retry_after=config.health.retry_after_seconds,
+            statement_stats=config.statement_stats,
         )
         """Session-free plain reads behind :meth:`fetch_all`, :meth:`fetch_one`, :meth:`scalar`."""
 

@@ -138,6 +138,8 @@ class Reader:
         session: Opens the read-only session the other reads run in (``Database.read_replica``).
         translate: Raises the :mod:`litestar_db.errors` form of a driver error (returns for other errors).
         retry_after: Seconds for ``Retry-After`` on a lost connection.
+        statement_stats: Count the driver path's statements (``DatabaseConfig.statement_stats``, as the dialect
+            hooks of :mod:`litestar_db.instrument` do for the other paths).
     """
 
     def __init__(
@@ -150,6 +152,7 @@ class Reader:
         session: Callable[[], AbstractAsyncContextManager[AsyncSession]],
         translate: Callable[[BaseException], None],
         retry_after: int | None = None,
+        statement_stats: bool = True,
     ) -> None:
         self.engine = engine
         self.counters = counters
@@ -158,6 +161,7 @@ class Reader:
         self._session = session
         self._translate = translate
         self.retry_after = retry_after
+        self.statement_stats = statement_stats
         self._plans: dict[int, tuple[weakref.ref[Executable], object]] = {}
         self._autocommit: dict[AsyncEngine, AsyncEngine] = {}
 
@@ -190,7 +194,7 @@ class Reader:
             except Exception as exc:
                 if replica is not None and not failed and _is_connection_error(exc):
                     assert self.router is not None
-                    self.router.replica_set.eject(replica, f"connection error: {type(exc).__name__}")
+                    self.router.replica_set.connection_failed(replica, exc)
                     failed = (replica,)
                     continue
                 self._translate(exc)
@@ -231,8 +235,9 @@ class Reader:
             try:
                 records = await driver.fetch(plan.sql, *arguments)
             except BaseException as exc:
-                counters.queries += 1
-                counters.errors += 1
+                if self.statement_stats:
+                    counters.queries += 1
+                    counters.errors += 1
                 err = _translate_driver_error(exc, self.retry_after)
                 if err is None or isinstance(err, DatabaseUnavailableError):  # cancelled mid-query, or lost
                     with contextlib.suppress(Exception):  # discarded all the same
@@ -240,7 +245,8 @@ class Reader:
                 if err is not None and err is not exc:
                     raise err from exc
                 raise
-            counters.record_statement(plan.sql, time.perf_counter() - started)
+            if self.statement_stats:
+                counters.record_statement(plan.sql, time.perf_counter() - started)
         columns = plan.columns if plan.columns is not None else list(records[0].keys()) if records else []
         return columns, records
 

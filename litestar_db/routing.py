@@ -180,6 +180,16 @@ class ReplicaSet:
         """Eject ``replica`` for the cooldown."""
         replica.eject(self.cooldown_seconds, reason)
 
+    def connection_failed(self, replica: ReplicaState, exc: BaseException) -> None:
+        """Eject ``replica`` after a connection error on a read (which the caller runs once on another host)."""
+        self.eject(replica, f"connection error: {type(exc).__name__}")
+        logger.warning(
+            "replica %s: connection error on a read (%s); ejected for %ss, the read runs once on another host",
+            replica.name,
+            type(exc).__name__,
+            self.cooldown_seconds,
+        )
+
     def check_fallback(self) -> None:
         """Allow reads on the primary (no replica chosen), or refuse them.
 
@@ -328,13 +338,7 @@ class RoutingSession(SyncSession):
 
     def _replica_failed(self, replica: ReplicaState, exc: BaseException) -> None:
         """Eject ``replica``, forget it for this session, and drop its broken connection from the transaction."""
-        self.replica_set.eject(replica, f"connection error: {type(exc).__name__}")
-        logger.warning(
-            "replica %s: connection error on a read (%s); ejected for %ss, the read runs once on another host",
-            replica.name,
-            type(exc).__name__,
-            self.replica_set.cooldown_seconds,
-        )
+        self.replica_set.connection_failed(replica, exc)
         self._failed = (*self._failed, replica)
         self._target = _UNSET
         # A broken connection cannot COMMIT (the session would fail at commit although its reads were retried

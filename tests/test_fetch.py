@@ -220,6 +220,23 @@ async def test_a_repeated_statement_skips_sqlalchemys_execution_and_opens_no_tra
 
 
 @pytest.mark.postgres
+async def test_statement_stats_off_counts_no_statement_on_any_path(pg_url: str) -> None:
+    pool = PoolConfig(min_size=1, max_size=1, pre_ping=False)
+    db = Database(DatabaseConfig(url=pg_url, pool=pool, statement_stats=False))
+    try:
+        answers = [await db.scalar(text("SELECT 41 + :n"), {"n": 1}) for _ in range(3)]  # Core, then the driver
+        with pytest.raises(DatabaseError):
+            await db.scalar(MISSING_TABLE)
+        with pytest.raises(DatabaseError):
+            await db.scalar(MISSING_TABLE)  # the driver path's failure
+        primary = (await db.get_stats()).engines[0]
+    finally:
+        await db.dispose()
+    assert answers == [42, 42, 42]
+    assert (primary.queries, primary.errors) == (0, 0)
+
+
+@pytest.mark.postgres
 async def test_a_lost_connection_is_translated_and_replaced(pg_url: str) -> None:
     db = Database(DatabaseConfig(url=pg_url, pool=PoolConfig(min_size=1, max_size=1, pre_ping=False)))
     try:
@@ -239,7 +256,9 @@ WHERE = text("SELECT inet_server_port() AS port, pg_is_in_recovery() AS standby"
 
 @pytest.mark.postgres
 @pytest.mark.replica
-async def test_reads_go_to_a_replica_and_move_to_the_primary_when_it_stops(replica_db: ReplicaDatabase) -> None:
+async def test_reads_go_to_a_replica_and_move_to_the_primary_when_it_stops(
+    replica_db: ReplicaDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
     cluster = replica_db.cluster
     assert cluster.primary is not None
     split = ReadWriteConfig(
@@ -260,5 +279,6 @@ async def test_reads_go_to_a_replica_and_move_to_the_primary_when_it_stops(repli
     assert on_replica == [{"port": cluster.replicas[0].port, "standby": True}] * 3
     assert after_stop == [{"port": cluster.primary.port, "standby": False}] * 2
     assert stats["r0"].ejected_until is not None
+    assert "replica r0: connection error on a read" in caplog.text  # logged as a routing session's failover is
     assert stats["r0"].routed_reads == 4  # three reads, and the one that failed over
     assert stats["primary"].routed_reads == 2
