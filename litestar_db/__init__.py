@@ -20,8 +20,15 @@ from litestar_db.config import (
     ReplicaConfig,
     RequestConfig,
 )
-from litestar_db.database import (
-    Database,
+from litestar_db.database import Database
+from litestar_db.errors import (
+    ConflictError,
+    DatabaseError,
+    DatabaseUnavailableError,
+    NotFoundError,
+    ReadOnlyError,
+)
+from litestar_db.registry import (
     cleanup_database,
     connection,
     get_database,
@@ -30,13 +37,6 @@ from litestar_db.database import (
     read_replica,
     session,
     transaction,
-)
-from litestar_db.errors import (
-    ConflictError,
-    DatabaseError,
-    DatabaseUnavailableError,
-    NotFoundError,
-    ReadOnlyError,
 )
 from litestar_db.session import AsyncSession
 from litestar_db.stats import DatabaseStats

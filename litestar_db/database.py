@@ -7,8 +7,7 @@ Three levels of access (the users' guide's vocabulary):
 * :meth:`Database.connection` - a Core connection for raw SQL and bulk work, in a transaction committed at exit.
 
 All three translate driver errors into :mod:`litestar_db.errors` and never leave a connection in a transaction.
-The module-level functions (:func:`session`, :func:`transaction`, …) use the database registered by
-:func:`initialize_database` (Django's ``django.db.connections`` idea, with one default alias).
+The module-level shortcuts (:func:`litestar_db.session`, …) are in :mod:`litestar_db.registry`.
 """
 
 from __future__ import annotations
@@ -40,17 +39,7 @@ from litestar_db.transactions import atomic, run_in_transaction
 if TYPE_CHECKING:
     from litestar_db.migrations import Migrations
 
-__all__ = (
-    "Database",
-    "cleanup_database",
-    "connection",
-    "get_database",
-    "initialize_database",
-    "primary",
-    "read_replica",
-    "session",
-    "transaction",
-)
+__all__ = ("Database",)
 
 logger = logging.getLogger("litestar_db")
 _T = TypeVar("_T")
@@ -366,75 +355,3 @@ class Database(MonitoringMixin):
         engines = [self.engine, *([self._probe_engine] if self._probe_engine else [])]
         engines += self._replica_probe_engines.values()
         await asyncio.gather(*(e.dispose() for e in engines), return_exceptions=True)
-
-
-# -- registry ------------------------------------------------------------------------------------------------
-_registry: dict[str, Database] = {}
-
-
-def initialize_database(config: DatabaseConfig, alias: str = "default") -> Database:
-    """Create the :class:`Database` for ``config`` and register it under ``alias``.
-
-    Returns:
-        The new database.
-
-    Raises:
-        RuntimeError: a database is already registered under ``alias`` (call :func:`cleanup_database` first).
-    """
-    if alias in _registry:
-        msg = f"a database is already registered as {alias!r}; call cleanup_database() first"
-        raise RuntimeError(msg)
-    db = Database(config)
-    _registry[alias] = db
-    return db
-
-
-def register_database(db: Database, alias: str = "default") -> None:
-    """Register an existing database under ``alias`` (used by the Litestar plugin's lifespan)."""
-    _registry[alias] = db
-
-
-def get_database(alias: str = "default") -> Database:
-    """The database registered under ``alias``.
-
-    Raises:
-        RuntimeError: nothing is registered (the app has not started, or :func:`initialize_database` was not
-            called).
-    """
-    try:
-        return _registry[alias]
-    except KeyError:
-        msg = f"no database registered as {alias!r}: call initialize_database(config) or start the app first"
-        raise RuntimeError(msg) from None
-
-
-async def cleanup_database(alias: str = "default") -> None:
-    """Dispose the database registered under ``alias`` and unregister it (no-op when none)."""
-    db = _registry.pop(alias, None)
-    if db is not None:
-        await db.dispose()
-
-
-def session() -> AbstractAsyncContextManager[AsyncSession]:
-    """``get_database().session()``; see :meth:`Database.session`."""
-    return get_database().session()
-
-
-def transaction(isolation_level: str | None = None) -> AbstractAsyncContextManager[AsyncSession]:
-    """``get_database().transaction(...)``; see :meth:`Database.transaction`."""
-    return get_database().transaction(isolation_level)
-
-
-def connection() -> AbstractAsyncContextManager[AsyncConnection]:
-    """``get_database().connection()``; see :meth:`Database.connection`."""
-    return get_database().connection()
-
-
-def read_replica() -> AbstractAsyncContextManager[AsyncSession]:
-    """``get_database().read_replica()``; see :meth:`Database.read_replica`."""
-    return get_database().read_replica()
-
-
-def primary() -> AbstractAsyncContextManager[AsyncSession]:
-    """``get_database().primary()``; see :meth:`Database.primary`."""
-    return get_database().primary()

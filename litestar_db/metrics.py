@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
-from litestar_db.database import _registry
+from litestar_db.registry import _registry
 
 if TYPE_CHECKING:
     from litestar_db.database import Database

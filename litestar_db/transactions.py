@@ -210,7 +210,7 @@ def transactional(
     def decorate(fn: Callable[..., Awaitable[_T]]) -> Callable[..., Awaitable[_T]]:
         @functools.wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> _T:
-            from litestar_db.database import get_database
+            from litestar_db.registry import get_database
 
             db = database or get_database()
 

@@ -27,11 +27,12 @@ from litestar.plugins import CLIPlugin, InitPlugin
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from litestar_db.config import DatabaseConfig
-from litestar_db.database import Database, _registry, register_database
+from litestar_db.database import Database
 from litestar_db.health import HealthChecker
 from litestar_db.litestar.exceptions import exception_handlers
 from litestar_db.litestar.health import create_health_controller
 from litestar_db.litestar.request import RequestSessionProvider, RequestTransactionMiddleware
+from litestar_db.registry import _registry, register_database
 
 if TYPE_CHECKING:
     from click import Group
