@@ -85,20 +85,21 @@ class _Plan:
         return [values[name] for name in self.names]
 
 
-def _selects_entities(statement: Executable) -> bool:
-    """Whether ``statement`` selects ORM entities (``select(User)``): only a session builds those objects."""
-    return isinstance(statement, Select) and any(
-        not isinstance(d["type"], TypeEngine) for d in statement.column_descriptions
-    )
+def _result_keys(statement: Executable) -> object:
+    """The result keys a session gives a ``select()`` of columns (``count``, not the SQL label ``count_1``),
+    ``None`` when the server's column names are the keys (``text()``), or ``_SESSION`` for a ``select()`` of ORM
+    entities (only a session builds those objects). One pass over ``column_descriptions``."""
+    if not isinstance(statement, Select):
+        return None
+    keys = []
+    for description in statement.column_descriptions:
+        if not isinstance(description["type"], TypeEngine):
+            return _SESSION
+        keys.append(description["name"])
+    return keys
 
 
-def _keys(statement: Executable) -> list[str] | None:
-    """The result keys a session gives a ``select()`` (``count``, not the SQL label ``count_1``); ``None`` when
-    the server's column names are the keys (``text()``)."""
-    return list(statement.selected_columns.keys()) if isinstance(statement, Select) else None
-
-
-def _compile_plan(statement: Executable, engine: AsyncEngine) -> _Plan | None:
+def _compile_plan(statement: Executable, engine: AsyncEngine, keys: list[str] | None) -> _Plan | None:
     """The driver-path plan of ``statement``, or ``None`` when SQLAlchemy must process its values."""
     dialect = engine.sync_engine.dialect
     if statement.get_execution_options() or engine.get_execution_options():
@@ -124,7 +125,7 @@ def _compile_plan(statement: Executable, engine: AsyncEngine) -> _Plan | None:
                 return None
         except Exception:
             return None
-    return _Plan(compiled, list(names), _keys(statement))
+    return _Plan(compiled, list(names), keys)
 
 
 class Reader:
@@ -162,7 +163,7 @@ class Reader:
         self._translate = translate
         self.retry_after = retry_after
         self.statement_stats = statement_stats
-        self._plans: dict[int, tuple[weakref.ref[Executable], object]] = {}
+        self._plans: dict[int, tuple[weakref.ref[Executable], object, Any]] = {}
         self._autocommit: dict[AsyncEngine, AsyncEngine] = {}
 
     async def rows(self, statement: Executable, params: Mapping[str, Any] | None) -> Rows:
@@ -178,7 +179,7 @@ class Reader:
             what = type(statement).__name__
             msg = f"Write attempted through fetch_all/fetch_one/scalar ({what}); nothing was sent to the database"
             raise ReadOnlyError(msg)
-        plan = self._plan(statement) if self.fast else _SESSION
+        plan, keys = self._plan(statement) if self.fast else (_SESSION, None)
         if plan is _SESSION:
             return await self._in_session(statement, params)
         failed: tuple[ReplicaState, ...] = ()
@@ -190,7 +191,7 @@ class Reader:
             try:
                 if isinstance(plan, _Plan):
                     return await self._on_driver(engine, counters, plan, params)
-                return await self._on_core(engine, statement, params)
+                return await self._on_core(engine, statement, params, keys)
             except Exception as exc:
                 if replica is not None and not failed and _is_connection_error(exc):
                     assert self.router is not None
@@ -205,21 +206,22 @@ class Reader:
             result = await sess.execute(statement, params)
             return list(result.keys()), result.all()
 
-    def _plan(self, statement: Executable) -> object:
-        """How to run ``statement``: ``_SESSION``, ``None`` (Core) or its :class:`_Plan` (driver), the plan
-        compiled the second time one statement object is read."""
+    def _plan(self, statement: Executable) -> tuple[object, Any]:
+        """How to run ``statement`` and its result keys (:func:`_result_keys`): ``_SESSION``, ``None`` (Core) or its
+        :class:`_Plan` (driver), the plan compiled the second time one statement object is read."""
         key = id(statement)
         entry = self._plans.get(key)
         if entry is None or entry[0]() is not statement:
-            plan = _SESSION if _selects_entities(statement) else _SEEN
+            keys = _result_keys(statement)
+            plan = _SESSION if keys is _SESSION else _SEEN
             if len(self._plans) < _MAX_PLANS:
-                self._plans[key] = (weakref.ref(statement, functools.partial(self._forget, key)), plan)
-            return plan if plan is _SESSION else None
-        plan = entry[1]
+                self._plans[key] = (weakref.ref(statement, functools.partial(self._forget, key)), plan, keys)
+            return (_SESSION if plan is _SESSION else None), keys
+        _, plan, keys = entry
         if plan is _SEEN:
-            plan = _compile_plan(statement, self.engine)
-            self._plans[key] = (entry[0], plan)
-        return plan
+            plan = _compile_plan(statement, self.engine, keys)
+            self._plans[key] = (entry[0], plan, keys)
+        return plan, keys
 
     def _forget(self, key: int, _ref: object) -> None:
         self._plans.pop(key, None)
@@ -250,13 +252,14 @@ class Reader:
         columns = plan.columns if plan.columns is not None else list(records[0].keys()) if records else []
         return columns, records
 
-    async def _on_core(self, engine: AsyncEngine, statement: Executable, params: Mapping[str, Any] | None) -> Rows:
+    async def _on_core(
+        self, engine: AsyncEngine, statement: Executable, params: Mapping[str, Any] | None, keys: list[str] | None
+    ) -> Rows:
         autocommit = self._autocommit.get(engine)
         if autocommit is None:
             autocommit = self._autocommit[engine] = isolation_level_engine(engine, "AUTOCOMMIT")
         async with autocommit.connect() as conn:
             result = await conn.execute(statement, params)
-            keys = _keys(statement)
             return (list(result.keys()) if keys is None else keys), result.all()
 
 
