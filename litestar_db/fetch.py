@@ -9,7 +9,8 @@ the read/write split picks (a replica, else the primary), in one of two ways:
   values, like a prepared statement): it was compiled once, and each call sends the compiled SQL with the
   parameters straight to the asyncpg connection checked out of the engine's pool. One round trip, no SQLAlchemy
   execution context, no result processing. Only for statements whose types need no bind or result processing in
-  SQLAlchemy (integers, text, booleans, timestamps, JSON, ... on asyncpg), without expanding ``IN`` parameters.
+  SQLAlchemy (integers, text, booleans, timestamps, JSON, ... on asyncpg), without expanding ``IN`` parameters,
+  on an engine without ``before/after_cursor_execute`` listeners (tracing sees every statement).
 * **Core path** - any other plain read (a statement built per call): ``AsyncConnection.execute`` on an
   ``AUTOCOMMIT`` connection, so SQLAlchemy's statement cache compiles it and its result processors run.
 
@@ -128,6 +129,14 @@ def _compile_plan(statement: Executable, engine: AsyncEngine, keys: list[str] | 
     return _Plan(compiled, list(names), keys)
 
 
+def _observed(engine: AsyncEngine) -> bool:
+    """Whether ``before_cursor_execute`` or ``after_cursor_execute`` listeners watch ``engine`` (tracing such as
+    OpenTelemetry's SQLAlchemy instrumentation, query logging): the driver path bypasses SQLAlchemy's cursor
+    execution, so such an engine's reads stay on the Core path, where the listeners see every statement."""
+    dispatch = engine.sync_engine.dispatch
+    return bool(dispatch.before_cursor_execute) or bool(dispatch.after_cursor_execute)
+
+
 class Reader:
     """Runs plain reads without a session (see the module docstring); one per :class:`~litestar_db.Database`.
 
@@ -189,7 +198,7 @@ class Reader:
             if self.router is not None:
                 counters.routed_reads += 1
             try:
-                if isinstance(plan, _Plan):
+                if isinstance(plan, _Plan) and not _observed(engine):
                     return await self._on_driver(engine, counters, plan, params)
                 return await self._on_core(engine, statement, params, keys)
             except Exception as exc:

@@ -203,7 +203,8 @@ async def test_a_repeated_statement_skips_sqlalchemys_execution_and_opens_no_tra
         dbapi_conn.driver_connection.add_query_logger(lambda record: sent.append(record.query))
 
     event.listen(db.engine.sync_engine.pool, "connect", log_queries)
-    event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *args: executed.append(args[2]))
+    # a dialect-level hook, not a cursor event (cursor-event listeners keep reads on the Core path)
+    event.listen(db.engine.sync_engine, "do_execute", lambda cursor, sql, *args: executed.append(sql))
     statement = text("SELECT 41 + :n AS answer")
     try:
         before = (await db.get_stats()).engines[0].queries
@@ -215,8 +216,25 @@ async def test_a_repeated_statement_skips_sqlalchemys_execution_and_opens_no_tra
     # the first read ran through SQLAlchemy (its prepared statements are invisible to asyncpg's query loggers), the
     # next two on the driver connection; no BEGIN / COMMIT / ROLLBACK anywhere: one statement, one round trip
     assert sent == ["SELECT 41 + $1 AS answer"] * 2
-    assert len(executed) == 1
+    assert [sql for sql in executed if "answer" in sql] == ["SELECT 41 + $1 AS answer"]  # not the dialect's set-up
     assert after - before == 3  # every read is counted in the statement statistics
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("hook", ["before_cursor_execute", "after_cursor_execute"])
+async def test_cursor_event_listeners_see_every_read(pg_url: str, hook: str) -> None:
+    # tracing (OpenTelemetry's SQLAlchemy instrumentation) and query logging listen to cursor events, which the
+    # driver path would bypass: on such an engine every read runs through SQLAlchemy's execution
+    db = Database(DatabaseConfig(url=pg_url, pool=PoolConfig(min_size=1, max_size=1, pre_ping=False)))
+    seen: list[tuple[str, Any]] = []
+    event.listen(db.engine.sync_engine, hook, lambda conn, cursor, sql, params, *rest: seen.append((sql, params)))
+    statement = text("SELECT 41 + :n AS answer")
+    try:
+        answers = [await db.scalar(statement, {"n": n}) for n in (1, 2, 3)]
+    finally:
+        await db.dispose()
+    assert answers == [42, 43, 44]
+    assert [params for _, params in seen] == [(1,), (2,), (3,)]
 
 
 @pytest.mark.postgres
