@@ -17,6 +17,7 @@ connection that has no ``statement_timeout`` (a long DDL or a wait for the lock 
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import traceback
 from collections.abc import AsyncIterator, Callable
@@ -54,6 +55,20 @@ __all__ = (
 )
 
 logger = logging.getLogger("litestar_db.migrations")
+
+_IN_STATUS_CHECK: contextvars.ContextVar[bool] = contextvars.ContextVar("litestar_db_in_status_check", default=False)
+
+
+class _StatusCheckFilter(logging.Filter):
+    """Drops the INFO lines Alembic logs for every ``MigrationContext`` ("Context impl PostgresqlImpl.", "Will
+    assume transactional DDL.") while a status check reads the current revision: readiness probes and
+    ``database status``/``stats`` would log them on every call. Upgrades and downgrades still log them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or not _IN_STATUS_CHECK.get()
+
+
+logging.getLogger("alembic.runtime.migration").addFilter(_StatusCheckFilter())
 
 MIGRATION_LOCK_KEY: Final = 0x6C7464626D696772
 """Key of the PostgreSQL advisory lock held while migrating: ``int.from_bytes(b"ltdbmigr")`` = 7814981627299850098.
@@ -252,7 +267,11 @@ class Migrations:
 
     def _status_sync(self, script: ScriptDirectory, connection: Connection) -> MigrationStatus:
         opts = {"version_table": self.config.migrations.version_table_name}
-        current = list(MigrationContext.configure(connection, opts=opts).get_current_heads())
+        in_status_check = _IN_STATUS_CHECK.set(True)
+        try:
+            current = list(MigrationContext.configure(connection, opts=opts).get_current_heads())
+        finally:
+            _IN_STATUS_CHECK.reset(in_status_check)
         if connection.in_transaction():
             connection.rollback()
         applied: set[str] = set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -93,6 +94,21 @@ async def test_status_upgrade_downgrade_from_running_loop(db_url: str) -> None:
         assert [p.revision for p in reverted] == [head]
         assert [p.revision for p in (await db.migrations.status()).pending] == [head]
         assert not SAMPLE_TABLES & await table_names(db_url)
+    finally:
+        await db.dispose()
+
+
+async def test_status_checks_do_not_log_alembics_context_lines(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a readiness probe reads the status every few seconds: Alembic's per-context INFO lines would flood the log
+    db = Database(sample_config(sqlite_url))
+    caplog.set_level(logging.INFO)
+    try:
+        await db.migrations.status()
+        assert not [r.getMessage() for r in caplog.records if r.name.startswith("alembic")]
+        await db.migrations.upgrade()  # a migration run still says which implementation and DDL mode it uses
+        assert "Context impl SQLiteImpl." in [r.getMessage() for r in caplog.records if r.name.startswith("alembic")]
     finally:
         await db.dispose()
 
