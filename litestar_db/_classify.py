@@ -1,4 +1,12 @@
-"""Which statements are plain reads: what may run on a replica, or outside a transaction under lazy begin.
+"""Which statements are plain reads: what may run on a replica, outside a transaction under lazy begin, or without
+a session (:mod:`litestar_db.fetch`).
+
+A statement is walked whole (columns, FROMs, WHERE, subqueries, CTEs, prefixes, suffixes and hints): a write
+hidden anywhere - a data-modifying CTE in a subquery, ``nextval()`` in a WHERE clause, ``FOR UPDATE`` in a
+subquery - makes it a write, not a read. ``text()`` is read with PostgreSQL's lexical rules for comments, string
+literals (``'...'``, ``E'...'``, dollar quotes) and quoted identifiers, so a keyword inside a literal is not
+code and a literal cannot hide code. The verdict is kept per SQLAlchemy cache key (the key SQLAlchemy computes,
+and memoizes on the statement, to find its compiled form: two statements with one key compile to the same SQL).
 
 No Litestar import here.
 """
@@ -7,97 +15,193 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.orm import Mapper
-from sqlalchemy.sql import Select, visitors
+from sqlalchemy.schema import ExecutableDDLElement
+from sqlalchemy.sql import visitors
 from sqlalchemy.sql.dml import UpdateBase
-from sqlalchemy.sql.elements import ClauseList, TextClause
+from sqlalchemy.sql.elements import ClauseElement, ColumnClause, TextClause
 from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.sql.selectable import CTE, CompoundSelect, FromClause
+from sqlalchemy.sql.selectable import CompoundSelect, ForUpdateArg, FromClause, Select, TextualSelect
 
-__all__ = ("is_plain_read",)
+__all__ = ("StatementKind", "is_plain_read", "statement_kind")
 
-_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
-_LITERALS = re.compile(r"'(?:[^']|'')*'")
-_READ_START = re.compile(r"^\s*\(*\s*(?:SELECT|WITH|VALUES|TABLE|SHOW|EXPLAIN)\b", re.I)
+StatementKind = Literal["read", "write", "unknown"]
+"""``read``: a plain read; ``write``: writes, locks or has side effects; ``unknown``: a construct not judged here
+(a ``lambda_stmt``, ``text()`` the lexer cannot follow): run it where the server enforces read-only, or as a write."""
+
 _SIDE_EFFECT_FUNCTIONS = (
-    r"nextval|setval|next_value|pg_(?:try_)?advisory\w*|pg_notify|txid_current|pg_current_xact_id|lo_\w+"
+    r"nextval|setval|next_value|set_config|pg_(?:try_)?advisory\w*|pg_notify|txid_current|pg_current_xact_id|"
+    r"lo_\w+|pg_(?:terminate|cancel)_backend|pg_reload_conf|pg_stat_reset\w*|pg_switch_wal|pg_promote|"
+    r"pg_logical_emit_message|pg_\w*replication_\w*|dblink\w*"
 )
-"""Functions that change state or take locks (sequences, advisory locks, NOTIFY, transaction ids, large objects):
-a statement calling one is not a plain read, whether it is ``text()`` or a Core ``SELECT``."""
+"""Functions that change state or take locks (sequences, settings, advisory locks, NOTIFY, transaction ids, large
+objects, backends, replication): a statement calling one is not a plain read. PostgreSQL also refuses most of
+them in a ``READ ONLY`` transaction; advisory locks and ``set_config()`` it allows, and they outlive it."""
+_WRITING_FUNCTION = re.compile(rf"^(?:{_SIDE_EFFECT_FUNCTIONS})$", re.I)
 _NOT_A_READ = re.compile(
-    r"\b(?:INSERT|UPDATE|DELETE|MERGE|INTO|COPY|LOCK|FOR\s+(?:NO\s+KEY\s+)?UPDATE|FOR\s+(?:KEY\s+)?SHARE|"
-    rf"{_SIDE_EFFECT_FUNCTIONS})\b",
+    r"\b(?:INSERT|UPDATE|DELETE|MERGE|INTO|COPY|LOCK|TRUNCATE|CALL|NOTIFY|LISTEN|FOR\s+(?:KEY\s+)?SHARE|"
+    rf"(?:{_SIDE_EFFECT_FUNCTIONS})\s*\()",
     re.I,
 )
+_READ_START = re.compile(r"^\s*\(*\s*(?:SELECT|WITH|VALUES|TABLE|SHOW|EXPLAIN)\b", re.I)
+_LEXEME = re.compile(r"--|/\*|(?<![\w$])[eE]'|'|\"|\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
+_KINDS: dict[Any, StatementKind] = {}
+_MAX_KINDS = 5000
 
 
 def is_plain_read(clause: object) -> bool:
-    """Whether ``clause`` may run on a replica.
+    """Whether ``clause`` is a plain read: it may run on a replica, or outside a transaction.
 
-    ``True`` for a ``SELECT`` (Core or ORM, also UNION/…) without a locking clause, and for ``text()`` that is
-    plainly ``SELECT``/``WITH … SELECT`` (also ``VALUES``, ``TABLE``, ``SHOW``, ``EXPLAIN``) with no
-    data-modifying CTE, ``SELECT … INTO``, locking clause, sequence or advisory-lock function. Anything else -
-    DML, DDL, unknown constructs, ``None`` - is not a plain read.
+    ``True`` for a ``SELECT`` (Core or ORM, also UNION/..., ``text().columns()``) and for ``text()`` that is plainly
+    ``SELECT``/``WITH ... SELECT`` (also ``VALUES``, ``TABLE``, ``SHOW``, ``EXPLAIN``), when nothing in it writes: no
+    data-modifying CTE, ``SELECT ... INTO``, locking clause (``FOR UPDATE``/``FOR SHARE``, at any depth), or
+    function with side effects (sequences, ``set_config()``, advisory locks, ...). Anything else - DML, DDL,
+    constructs not judged here, ``None`` - is not a plain read. A function of your own that writes is not
+    detected (PostgreSQL's ``READ ONLY`` refuses it where the transaction is read-only).
     """
-    if isinstance(clause, Select | CompoundSelect):
-        return clause._for_update_arg is None and not _select_writes(clause)
-    if isinstance(clause, TextClause):
-        sql = _LITERALS.sub("''", _COMMENTS.sub(" ", clause.text))
-        return bool(_READ_START.match(sql)) and not _NOT_A_READ.search(sql)
-    return False
+    return statement_kind(clause) == "read"
 
 
-_WRITING_FUNCTION = re.compile(rf"^(?:{_SIDE_EFFECT_FUNCTIONS})$", re.I)
+def statement_kind(clause: object) -> StatementKind:
+    """What ``clause`` is, see :data:`StatementKind`; the verdict is cached per SQLAlchemy cache key."""
+    if isinstance(clause, Select | CompoundSelect | TextualSelect | TextClause):
+        key = clause._generate_cache_key()
+        if key is None:
+            return _kind(clause)
+        kind = _KINDS.get(key.key)
+        if kind is None:
+            if len(_KINDS) >= _MAX_KINDS:
+                _KINDS.clear()
+            kind = _KINDS[key.key] = _kind(clause)
+        return kind
+    if isinstance(clause, UpdateBase | ExecutableDDLElement):
+        return "write"
+    return "unknown" if isinstance(clause, ClauseElement) else "write"
 
 
-def _writes(element: object) -> bool:
-    """A part of a Core ``SELECT`` that changes state: a data-modifying CTE or a function with side effects."""
-    element = getattr(element, "element", element) if not isinstance(element, CTE) else element  # unwrap labels
-    if isinstance(element, CTE):
-        return isinstance(element.element, UpdateBase)
+def _kind(statement: ClauseElement) -> StatementKind:
+    if isinstance(statement, TextClause):
+        return _text_kind(statement.text, statement=True)
+    if isinstance(statement, TextualSelect):
+        element = statement.element
+        return _text_kind(element.text, statement=True) if isinstance(element, TextClause) else "unknown"
+    verdicts = {_element_kind(element) for element in visitors.iterate(statement)}
+    return "write" if "write" in verdicts else "unknown" if "unknown" in verdicts else "read"
+
+
+def _element_kind(element: Any) -> StatementKind:
+    """The verdict on one element of a walked statement."""
+    if isinstance(element, UpdateBase | ForUpdateArg):
+        return "write"
     if isinstance(element, FunctionElement):
-        return bool(_WRITING_FUNCTION.match(getattr(element, "name", "") or ""))
-    return False
+        return "write" if _WRITING_FUNCTION.match(getattr(element, "name", "") or "") else "read"
+    if isinstance(element, TextClause):
+        return _text_kind(element.text, statement=False)
+    if isinstance(element, ColumnClause) and element.is_literal:
+        return _text_kind(element.name, statement=False)
+    if isinstance(element, FromClause):
+        entity = element._annotations.get("parententity")
+        return "write" if entity is not None and _mapper_writes(entity.mapper) else "read"
+    if isinstance(element, Select | CompoundSelect):
+        if getattr(element, "_for_update_arg", None) is not None:
+            return "write"
+        fragments = [
+            *(e.text if isinstance(e, TextClause) else None for e, _ in getattr(element, "_prefixes", ())),
+            *(e.text if isinstance(e, TextClause) else None for e, _ in getattr(element, "_suffixes", ())),
+            *(hint for _, hint in getattr(element, "_statement_hints", ())),
+            *getattr(element, "_hints", {}).values(),
+        ]
+        kinds = {"unknown" if f is None else _text_kind(f, statement=False) for f in fragments}
+        return "write" if "write" in kinds else "unknown" if "unknown" in kinds else "read"
+    return "read"
 
 
-def _column_writes(column: Any) -> bool:
-    """A raw column of a ``SELECT`` that changes state, also one hidden in an ORM entity or a ``Bundle``.
+def _text_kind(sql: str, *, statement: bool) -> StatementKind:
+    """The verdict on SQL text: a whole statement (``statement``) or a fragment (a column, a suffix, a hint).
 
-    ``select(Entity)`` lists the entity's (annotated) table, not its column properties, and a ``Bundle`` one
-    clause list: their columns are checked here (an entity's column properties are what it selects).
+    Read twice, with and without backslash escapes in ``'...'`` literals (``standard_conforming_strings`` off and
+    on): it is a read only when both readings are.
     """
-    if _writes(column):
-        return True
-    if isinstance(column, FromClause):
-        entity = column._annotations.get("parententity")
-        return entity is not None and _mapper_writes(entity.mapper)
-    if isinstance(column, ClauseList):
-        return any(_column_writes(c) for c in column.clauses)
-    return False
+    kinds = {_code_kind(_code_only(sql, backslash_escapes=flag), statement=statement) for flag in (False, True)}
+    return "write" if "write" in kinds else "unknown" if "unknown" in kinds else "read"
+
+
+def _code_kind(code: str | None, *, statement: bool) -> StatementKind:
+    if code is None:
+        return "unknown"
+    if _NOT_A_READ.search(code):
+        return "write"
+    if ";" in code.rstrip().rstrip(";") or (statement and not _READ_START.match(code)):
+        return "write" if statement else "unknown"
+    return "read"
+
+
+def _code_only(sql: str, *, backslash_escapes: bool) -> str | None:
+    """``sql`` with comments blanked and literals emptied (quoted identifiers keep their name, unquoted), following
+    PostgreSQL's lexer (nested ``/* */`` comments, ``''`` and, in ``E'...'``, backslash escapes, ``$tag$``
+    quoting); ``None`` when a comment, literal or identifier is not closed."""
+    out: list[str] = []
+    pos = 0
+    while (match := _LEXEME.search(sql, pos)) is not None:
+        out.append(sql[pos : match.start()])
+        lexeme, start = match.group(), match.end()
+        if lexeme == "--":
+            end = sql.find("\n", start)
+            pos = len(sql) if end < 0 else end
+            out.append(" ")
+            continue
+        if lexeme == "/*":
+            end = _comment_end(sql, start)
+            out.append(" ")
+        elif lexeme == '"':
+            end = _quote_end(sql, start, '"', backslash=False)
+            out.append(sql[start : end - 1].replace('""', '"') if end > 0 else "")
+        elif lexeme.startswith("$"):
+            found = sql.find(lexeme, start)
+            end = -1 if found < 0 else found + len(lexeme)
+            out.append("''")
+        else:
+            end = _quote_end(sql, start, "'", backslash=backslash_escapes or lexeme != "'")
+            out.append("''")
+        if end < 0:
+            return None
+        pos = end
+    out.append(sql[pos:])
+    return "".join(out)
+
+
+def _comment_end(sql: str, pos: int) -> int:
+    depth = 1
+    while depth:
+        close = sql.find("*/", pos)
+        if close < 0:
+            return -1
+        opening = sql.find("/*", pos, close)
+        depth, pos = (depth + 1, opening + 2) if opening >= 0 else (depth - 1, close + 2)
+    return pos
+
+
+def _quote_end(sql: str, pos: int, quote: str, *, backslash: bool) -> int:
+    """The index after the closing ``quote`` (a doubled quote is part of the literal), or -1."""
+    while pos < len(sql):
+        char = sql[pos]
+        if backslash and char == "\\":
+            pos += 2
+        elif char == quote:
+            if sql.startswith(quote, pos + 1):
+                pos += 2
+            else:
+                return pos + 1
+        else:
+            pos += 1
+    return -1
 
 
 @functools.cache
 def _mapper_writes(mapper: Mapper[Any]) -> bool:
     """Whether selecting the mapped entity runs a side-effect function (a ``column_property``); computed once per
     mapper, since its column properties do not change after configuration."""
-    return any(_writes(c) for prop in mapper.column_attrs for c in prop.columns)
-
-
-def _select_writes(statement: Select[Any] | CompoundSelect[Any]) -> bool:
-    """Whether a Core ``SELECT`` selects a side-effect function or reads a data-modifying CTE.
-
-    Checks the selected columns and the FROMs they imply (cheap, on every routed statement); a compound select or
-    one with CTEs attached by ``add_cte()`` is walked whole.
-    """
-    if isinstance(statement, CompoundSelect) or statement._independent_ctes:
-        return any(_writes(element) for element in visitors.iterate(statement))
-    # The columns as written (_raw_columns: selected_columns would build a column collection, ~10 us for an ORM
-    # entity), the FROMs they imply (columns_clause_froms: a CTE selected from; get_final_froms() costs ~100 us)
-    # and the explicit select_from()/join() targets (_from_obj, _setup_joins: no public accessor that does not
-    # compute the whole FROM list)
-    if any(_column_writes(column) for column in statement._raw_columns):
-        return True
-    froms = (*statement.columns_clause_froms, *statement._from_obj, *(j[0] for j in statement._setup_joins))
-    return any(_writes(source) for source in froms)
+    columns = (c for prop in mapper.column_attrs for c in prop.columns)
+    return any(_element_kind(e) == "write" for c in columns for e in visitors.iterate(c))

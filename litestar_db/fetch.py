@@ -14,7 +14,8 @@ the read/write split picks (a replica, else the primary), in one of two ways:
 * **Core path** - any other plain read (a statement built per call): ``AsyncConnection.execute`` on an
   ``AUTOCOMMIT`` connection, so SQLAlchemy's statement cache compiles it and its result processors run.
 
-Everything else - writes (refused with :class:`~litestar_db.errors.ReadOnlyError`), ORM entity selects, SQLite,
+Everything else - writes (refused with :class:`~litestar_db.errors.ReadOnlyError`), constructs the classifier does
+not judge (:func:`litestar_db._classify.statement_kind`), ORM entity selects, SQLite,
 PgBouncer in transaction mode (outside a transaction asyncpg's prepare and execute may reach different servers)
 - runs in a read-only session as before (:meth:`Database.read_replica <litestar_db.Database.read_replica>`).
 
@@ -39,6 +40,7 @@ from sqlalchemy.sql import Executable, Select
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.type_api import TypeEngine
 
+from litestar_db._classify import statement_kind
 from litestar_db.engines import isolation_level_engine
 from litestar_db.errors import (
     ConnectionLostError,
@@ -47,7 +49,7 @@ from litestar_db.errors import (
     ReadOnlyError,
     translate_error,
 )
-from litestar_db.routing import _is_connection_error, is_plain_read
+from litestar_db.routing import _is_connection_error
 
 if TYPE_CHECKING:
     from sqlalchemy.sql.compiler import Compiled
@@ -184,11 +186,13 @@ class Reader:
                 connection was lost.
             DatabaseError: any other translated driver error.
         """
-        if not is_plain_read(statement):
+        kind = statement_kind(statement)
+        if kind == "write":
             what = type(statement).__name__
             msg = f"Write attempted through fetch_all/fetch_one/scalar ({what}); nothing was sent to the database"
             raise ReadOnlyError(msg)
-        plan, keys = self._plan(statement) if self.fast else (_SESSION, None)
+        # a construct the classifier does not judge runs in the read-only session: PostgreSQL refuses its writes
+        plan, keys = self._plan(statement) if self.fast and kind == "read" else (_SESSION, None)
         if plan is _SESSION:
             return await self._in_session(statement, params)
         failed: tuple[ReplicaState, ...] = ()

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Enum,
+    Integer,
     MetaData,
     Numeric,
     String,
@@ -29,9 +30,12 @@ from sqlalchemy import (
     TypeDecorator,
     Uuid,
     bindparam,
+    column,
+    delete,
     event,
     func,
     insert,
+    lambda_stmt,
     select,
     text,
 )
@@ -178,6 +182,33 @@ async def test_writes_are_refused_and_change_nothing(db: Database) -> None:
     with pytest.raises(ReadOnlyError):
         await db.fetch_all(text("INSERT INTO thing (id, name) VALUES (100, 'x') RETURNING id"))
     assert await db.scalar(COUNT) == 5
+
+
+async def test_writes_hidden_in_a_read_are_refused_and_change_nothing(db: Database) -> None:
+    # found by a breaker: a DML CTE below the columns, a literal hiding code, nextval() in WHERE ran and committed
+    things = Thing.__table__
+    gone = delete(things).where(things.c.id == 1).returning(things.c.id).cte("gone")
+    hidden = [
+        select(Thing.id).where(Thing.id.in_(select(gone.c.id))),
+        select(Thing.id).where(func.nextval("no_such_seq") > 0),  # refused before it could fail on the server
+        select(Thing.id).where(func.set_config("app.tenant", "42", False).is_not(None)),
+        text("WITH q AS (SELECT '/*' AS a), d AS (DELETE FROM thing WHERE id = 2 RETURNING id) SELECT '*/' FROM q, d"),
+        text("WITH q AS (SELECT E'\\'' AS a), u AS (UPDATE thing SET name = 'x' RETURNING id) SELECT 1 FROM u"),
+    ]
+    everything = select(Thing.id, Thing.name).order_by(Thing.id)
+    before = await db.fetch_all(everything)
+    for statement in hidden:
+        for _ in range(2):  # Core, then what would be the driver path
+            with pytest.raises(ReadOnlyError):
+                await db.fetch_all(statement)
+    assert await db.fetch_all(everything) == before
+    if db.config.is_postgresql:
+        assert await db.scalar(text("SELECT current_setting('app.tenant', true)")) in (None, "")
+    # a construct the classifier does not judge (a lambda statement) runs in a read-only session; text().columns()
+    # is a read
+    by_lambda = lambda_stmt(lambda: select(Thing.id).where(Thing.id < 3).order_by(Thing.id))
+    assert await db.fetch_all(by_lambda) == [{"id": 1}, {"id": 2}]
+    assert await db.scalar(text("SELECT count(*) AS n FROM thing").columns(column("n", Integer))) == 5
 
 
 async def test_errors_are_translated_on_every_path_and_the_pool_stays_usable(db: Database) -> None:

@@ -10,10 +10,26 @@ import time
 from collections import Counter
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Sequence, Table, delete, func, insert, select, text, union_all, update
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    Sequence,
+    Table,
+    delete,
+    func,
+    insert,
+    lambda_stmt,
+    literal_column,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from litestar_db import ConfigurationError, Database, DatabaseConfig, ReadWriteConfig, ReplicaConfig
+from litestar_db._classify import statement_kind
 from litestar_db.litestar.guards import read_token, routing_mode
 from litestar_db.read_your_writes import TokenSigner, format_lsn, parse_lsn
 from litestar_db.routing import ReplicaSet, ReplicaState, is_plain_read
@@ -66,6 +82,47 @@ items = Table("items", MetaData(), Column("id", Integer, primary_key=True))
 )
 def test_plain_read_classification(clause: object, expected: bool) -> None:
     assert is_plain_read(clause) is expected
+
+
+_gone = delete(items).where(items.c.id == 1).returning(items.c.id).cte("gone")
+_renamed = update(items).values(id=2).returning(items.c.id).cte("renamed")
+
+
+@pytest.mark.parametrize(
+    ("clause", "kind"),
+    [
+        # writes hidden below the selected columns: found by walking the whole statement
+        (select(items.c.id).where(items.c.id.in_(select(_gone.c.id))), "write"),
+        (select(select(_renamed.c.id).scalar_subquery().label("x")), "write"),
+        (select(items.c.id).where(func.nextval("s") > 0), "write"),
+        (select(items.c.id).order_by(func.pg_catalog.nextval("s")), "write"),
+        (select(items.c.id).where(func.pg_advisory_lock(1).is_not(None)), "write"),
+        (select(items.c.id).where(items.c.id.in_(select(items.c.id).with_for_update())), "write"),
+        (select(items).suffix_with("FOR UPDATE"), "write"),
+        (select(items).with_statement_hint("FOR UPDATE"), "write"),
+        (select(text("nextval('s') AS n")), "write"),
+        (select(literal_column("nextval('s')")), "write"),
+        (select(func.set_config("app.tenant", "42", False)), "write"),
+        (text("SELECT set_config('app.tenant', '42', false)"), "write"),
+        # text(): PostgreSQL's lexical rules, so a literal or comment neither hides code nor counts as code
+        (text("WITH q AS (SELECT '/*' AS a), d AS (DELETE FROM items RETURNING id) SELECT '*/' FROM q, d"), "write"),
+        (text("WITH q AS (SELECT E'\\'' AS a), u AS (UPDATE items SET id = 4 RETURNING id) SELECT 1 FROM u"), "write"),
+        (text("SELECT $$ ' $$ AS a, id FROM items FOR UPDATE"), "write"),
+        (text("SELECT 1 /* nested /* DELETE */ still a comment */"), "read"),
+        (text("SELECT \"nextval\"('s')"), "write"),  # a quoted identifier is still a name
+        (text("SELECT 'no delete here; nor update' AS a, $q$ INSERT $q$ AS b FROM items"), "read"),
+        (text("SELECT 1; DELETE FROM items"), "write"),
+        (text("SELECT 'unterminated"), "unknown"),
+        (text("SELECT id FROM items").columns(items.c.id), "read"),
+        (text("DELETE FROM items RETURNING id").columns(items.c.id), "write"),
+        (select(literal_column("*")).select_from(items), "read"),
+        # constructs not judged here: run where the server enforces READ ONLY (or as a write)
+        (lambda_stmt(lambda: select(items)), "unknown"),
+    ],
+)
+def test_statement_kind_walks_the_whole_statement(clause: object, kind: str) -> None:
+    assert statement_kind(clause) == kind
+    assert statement_kind(clause) == kind  # the cached verdict
 
 
 def test_lsn_text_round_trip() -> None:
