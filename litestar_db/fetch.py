@@ -30,6 +30,7 @@ import contextlib
 import functools
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
@@ -73,12 +74,12 @@ class _Plan:
 
     __slots__ = ("columns", "compiled", "names", "sql")
 
-    def __init__(self, compiled: Compiled, names: Sequence[str], columns: list[str] | None) -> None:
+    def __init__(self, compiled: Compiled, names: Sequence[str], columns: list[str]) -> None:
         self.compiled = compiled
         self.sql = compiled.string
         self.names = names
         self.columns = columns
-        """The result keys of a ``select()`` (``None`` for ``text()``: the server's column names)."""
+        """The result keys a session gives (from :func:`_result_keys`, or from the first, Core, execution)."""
 
     def arguments(self, params: Mapping[str, Any] | None) -> list[Any]:
         """Positional arguments: ``params`` over the statement's own bound values (SQLAlchemy's
@@ -89,10 +90,12 @@ class _Plan:
 
 
 def _result_keys(statement: Executable) -> object:
-    """The result keys a session gives a ``select()`` of columns (``count``, not the SQL label ``count_1``),
-    ``None`` when the server's column names are the keys (``text()``), or ``_SESSION`` for a ``select()`` of ORM
+    """The result keys a session gives an ORM-enabled ``select()`` of columns (``count``, not the SQL label
+    ``count_1``: what ``column_descriptions`` names), ``None`` when a session gives SQLAlchemy Core's keys (a Core
+    ``select()`` or ``text()``: taken from the first, Core, execution), or ``_SESSION`` for a ``select()`` of ORM
     entities (only a session builds those objects). One pass over ``column_descriptions``."""
-    if not isinstance(statement, Select):
+    # The session's own test for an ORM statement (Session.execute): the ORM compile-state plugin
+    if not isinstance(statement, Select) or statement._propagate_attrs.get("compile_state_plugin") != "orm":
         return None
     keys = []
     for description in statement.column_descriptions:
@@ -102,7 +105,7 @@ def _result_keys(statement: Executable) -> object:
     return keys
 
 
-def _compile_plan(statement: Executable, engine: AsyncEngine, keys: list[str] | None) -> _Plan | None:
+def _compile_plan(statement: Executable, engine: AsyncEngine, keys: list[str]) -> _Plan | None:
     """The driver-path plan of ``statement``, or ``None`` when SQLAlchemy must process its values."""
     dialect = engine.sync_engine.dialect
     if statement.get_execution_options() or engine.get_execution_options():
@@ -115,8 +118,8 @@ def _compile_plan(statement: Executable, engine: AsyncEngine, keys: list[str] | 
         return None
     compiled = statement.compile(dialect=dialect)
     names = getattr(compiled, "positiontup", None)
-    if names is None or compiled.post_compile_params or compiled.escaped_bind_names:
-        return None
+    if names is None or compiled.post_compile_params or compiled.literal_execute_params or compiled.escaped_bind_names:
+        return None  # SQLAlchemy rewrites the SQL per execution, or renames the parameters
     for bind in compiled.binds.values():
         if bind.type.dialect_impl(dialect).bind_processor(dialect) is not None:
             return None
@@ -174,7 +177,7 @@ class Reader:
         self._translate = translate
         self.retry_after = retry_after
         self.statement_stats = statement_stats
-        self._plans: dict[int, tuple[weakref.ref[Executable], object, Any]] = {}
+        self._plans: OrderedDict[int, tuple[weakref.ref[Executable], object, Any]] = OrderedDict()
         self._autocommit: dict[AsyncEngine, AsyncEngine] = {}
 
     async def rows(self, statement: Executable, params: Mapping[str, Any] | None) -> Rows:
@@ -204,7 +207,10 @@ class Reader:
             try:
                 if isinstance(plan, _Plan) and not _observed(engine):
                     return await self._on_driver(engine, counters, plan, params)
-                return await self._on_core(engine, statement, params, keys)
+                rows = await self._on_core(engine, statement, params, keys)
+                if rows[0] is not keys:  # Core's keys, now known
+                    self._remember_keys(statement, rows[0])
+                return rows
             except Exception as exc:
                 if replica is not None and not failed and _is_connection_error(exc):
                     assert self.router is not None
@@ -227,14 +233,22 @@ class Reader:
         if entry is None or entry[0]() is not statement:
             keys = _result_keys(statement)
             plan = _SESSION if keys is _SESSION else _SEEN
-            if len(self._plans) < _MAX_PLANS:
-                self._plans[key] = (weakref.ref(statement, functools.partial(self._forget, key)), plan, keys)
+            if len(self._plans) >= _MAX_PLANS:  # least recently used first: a plan keeps its statement alive
+                self._plans.popitem(last=False)
+            self._plans[key] = (weakref.ref(statement, functools.partial(self._forget, key)), plan, keys)
             return (_SESSION if plan is _SESSION else None), keys
+        self._plans.move_to_end(key)
         _, plan, keys = entry
-        if plan is _SEEN:
+        if plan is _SEEN and keys is not None:  # Core keys are known once the first execution returned
             plan = _compile_plan(statement, self.engine, keys)
             self._plans[key] = (entry[0], plan, keys)
-        return plan, keys
+        return (None if plan is _SEEN else plan), keys
+
+    def _remember_keys(self, statement: Executable, keys: Sequence[str]) -> None:
+        """Keep the Core result keys of ``statement`` for its driver-path plan."""
+        entry = self._plans.get(id(statement))
+        if entry is not None and entry[0]() is statement and entry[1] is _SEEN:
+            self._plans[id(statement)] = (entry[0], entry[1], list(keys))
 
     def _forget(self, key: int, _ref: object) -> None:
         self._plans.pop(key, None)
@@ -262,8 +276,7 @@ class Reader:
                 raise
             if self.statement_stats:
                 counters.record_statement(plan.sql, time.perf_counter() - started)
-        columns = plan.columns if plan.columns is not None else list(records[0].keys()) if records else []
-        return columns, records
+        return plan.columns, records
 
     async def _on_core(
         self, engine: AsyncEngine, statement: Executable, params: Mapping[str, Any] | None, keys: list[str] | None
@@ -273,18 +286,22 @@ class Reader:
             autocommit = self._autocommit[engine] = isolation_level_engine(engine, "AUTOCOMMIT")
         async with autocommit.connect() as conn:
             result = await conn.execute(statement, params)
-            return (list(result.keys()) if keys is None else keys), result.all()
+            core_keys = list(result.keys())
+            # an ORM-enabled select's keys are the session's, unless the server returns other columns (a "*")
+            return (core_keys if keys is None or len(keys) != len(core_keys) else keys), result.all()
 
 
 def _translate_driver_error(exc: BaseException, retry_after: int | None) -> DatabaseError | None:
     """:func:`~litestar_db.errors.translate_error` for an exception asyncpg raised on the driver path, where no
-    SQLAlchemy adapter classified it first: a bad argument is a :class:`DatabaseError`, any other interface or
-    internal client error (``connection is closed``) a lost connection; ``None`` for anything else (a
-    cancellation)."""
+    SQLAlchemy adapter classified it first: a bad argument or an outdated type cache is a :class:`DatabaseError`,
+    any other interface or internal client error (``connection is closed``) a lost connection; ``None`` for
+    anything else (a cancellation)."""
     if not isinstance(exc, Exception):
         return None
     err = translate_error(exc, retry_after=retry_after)
-    if err is None and isinstance(exc, asyncpg.DataError):
+    if err is None and isinstance(exc, asyncpg.DataError | asyncpg.exceptions.OutdatedSchemaCacheError):
+        # a bad argument, or a type altered under asyncpg's cache (a migration): the statement failed, not the
+        # connection (asyncpg has already dropped the stale cache, so the next read decodes with the new type)
         return DatabaseError()
     if err is None and isinstance(exc, asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError):
         # e.g. "cannot switch to state 12; another operation is in progress" when the server's termination

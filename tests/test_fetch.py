@@ -36,6 +36,8 @@ from sqlalchemy import (
     func,
     insert,
     lambda_stmt,
+    literal,
+    literal_column,
     select,
     text,
 )
@@ -106,6 +108,11 @@ TRANSLATED = (  # SQLAlchemy maps the schema at execution: compiled once without
     .where(ELSEWHERE.c.id == bindparam("id"))
     .execution_options(schema_translate_map={"elsewhere": None})
 )
+THINGS = Thing.__table__
+LITERAL = select(Thing.id).where(Thing.id == bindparam("id", literal_execute=True))  # rendered into the SQL per call
+CORE_KEYS = select(func.count(), THINGS.c.id + 1, literal(1), THINGS.c.id).group_by(THINGS.c.id).order_by(THINGS.c.id)
+TEXT_COLUMNS = select(text("id AS ident"), text("name AS label")).select_from(THINGS).order_by(text("ident"))
+STAR = select(literal_column("*")).select_from(THINGS).order_by(THINGS.c.id)
 MISSING_TABLE = text("SELECT * FROM no_such_table")
 PID = text("SELECT pg_backend_pid()")
 
@@ -145,11 +152,29 @@ CASES: list[tuple[Any, dict[str, Any] | None]] = [
     (COUNT, None),
     (LABELLED, None),
     (TRANSLATED, {"id": 2}),
+    (LITERAL, {"id": 2}),
+    (CORE_KEYS, None),
+    (TEXT_COLUMNS, None),
+    (STAR, None),
 ]
 
 
 @pytest.mark.parametrize(
-    ("statement", "params"), CASES, ids=["bindparam", "types", "in", "text", "count", "labels", "schema"]
+    ("statement", "params"),
+    CASES,
+    ids=[
+        "bindparam",
+        "types",
+        "in",
+        "text",
+        "count",
+        "labels",
+        "schema",
+        "literal-execute",
+        "core-keys",
+        "text-columns",
+        "star",
+    ],
 )
 async def test_every_read_path_gives_what_a_session_gives(
     db: Database, statement: Any, params: dict[str, Any] | None
