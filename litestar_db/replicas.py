@@ -23,6 +23,8 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import text
@@ -36,7 +38,7 @@ from litestar_db.routing import ReplicaSet, ReplicaState, RoutingMode, RoutingSe
 from litestar_db.session import AsyncSession, make_sessionmaker
 from litestar_db.stats import EngineCounters, EngineStats
 
-__all__ = ("LagMonitor", "ReplicaRouter")
+__all__ = ("LagMonitor", "ReadRouting", "ReplicaRouter", "read_routing")
 
 logger = logging.getLogger("litestar_db")
 _REPLICA_PROBE = text(
@@ -45,6 +47,13 @@ _REPLICA_PROBE = text(
     " EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8"
 )
 _PRIMARY_LSN = text("SELECT pg_current_wal_lsn()::text")
+
+ReadRouting = Callable[[], tuple[RoutingMode, ReadYourWrites | None]]
+"""Where the current unit of work's session-free reads go: its routing mode and read-your-writes token."""
+read_routing: ContextVar[ReadRouting | None] = ContextVar("litestar_db_read_routing", default=None)
+"""Set by the Litestar layer for each request with the read/write split on: session-free reads
+(:meth:`ReplicaRouter.choose_for_read`) then follow the request's routing (``primary`` routes and guards, a
+read-your-writes token, a session that already wrote) as its session does. Unset: a read goes to any replica."""
 
 
 class LagMonitor:
@@ -264,15 +273,23 @@ class ReplicaRouter:
     def choose_for_read(self, exclude: tuple[ReplicaState, ...] = ()) -> ReplicaState | None:
         """The replica for one session-free read (:mod:`litestar_db.fetch`), or ``None`` for the primary.
 
-        Same choice as a ``read_only`` routing session without a read-your-writes token: ejected and lagging
-        replicas are skipped; starts the lag monitor lazily on the running loop.
+        The same choice as the current request's routing session (:data:`read_routing`): the primary for a
+        ``primary`` route or once the session wrote; with a read-your-writes token, only a replica that has
+        replayed its WAL position (the primary while a time-window token lasts); ejected and lagging replicas are
+        skipped. Starts the lag monitor lazily on the running loop.
 
         Raises:
             DatabaseUnavailableError: no replica is available and ``fallback_to_primary`` is off.
         """
         if not self._started:
             self.start_monitor()
-        replica = self.replica_set.choose(None, exclude)
+        routing = read_routing.get()
+        mode, token = ("replica", None) if routing is None else routing()
+        if mode == "primary":
+            return None
+        replica = None
+        if token is None or token.lsn is not None or token.expires_at <= time.time():
+            replica = self.replica_set.choose(None if token is None else token.lsn, exclude)
         if replica is None:
             self.replica_set.check_fallback()
         return replica

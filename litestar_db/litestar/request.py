@@ -25,6 +25,7 @@ token's WAL position, and a successful response of a request that wrote carries 
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -37,8 +38,9 @@ from litestar_db.database import Database
 from litestar_db.engines import isolation_level_engine
 from litestar_db.lazy_begin import LazyBeginSession
 from litestar_db.litestar.guards import read_token, routing_mode, token_header
-from litestar_db.replicas import ReplicaRouter
-from litestar_db.routing import RoutingSession
+from litestar_db.read_your_writes import ReadYourWrites
+from litestar_db.replicas import ReplicaRouter, read_routing
+from litestar_db.routing import RoutingMode, RoutingSession
 from litestar_db.session import AsyncSession
 from litestar_db.transactions import commit, commit_observer
 
@@ -165,6 +167,26 @@ class RequestSessionProvider:
             sync.use_primary_for_reads()  # same promise as above; writes stay refused
         return session
 
+    def read_routing(self, scope: Scope) -> tuple[RoutingMode, ReadYourWrites | None]:
+        """Where the request's session-free reads (``Database.fetch_all``, ...) go: what its routing session does.
+
+        Returns:
+            ``("primary", None)`` for a ``primary`` route, a route isolation level or once the request's session
+            wrote; else the route's mode and the client's verified read-your-writes token (or ``None``).
+        """
+        unit: _RequestUnit | None = scope["state"].get(_STATE_KEY)
+        if unit is not None:
+            sync = unit.session.sync_session
+            if isinstance(sync, RoutingSession) and (sync.pinned or sync.routing_mode == "primary"):
+                return "primary", None
+        opt = scope["route_handler"].opt
+        mode = routing_mode(scope, opt, self._config.read_only_methods)
+        router = self.database.router
+        if mode == "primary" or opt.get(OPT_ISOLATION_LEVEL) is not None or router is None:
+            return "primary", None
+        rw = router.config.read_write
+        return mode, router.verify_token(read_token(scope, rw.token_transport, rw.token_name))
+
     def provide_engine(self) -> AsyncEngine:
         """The primary engine (the same pool the sessions use).
 
@@ -278,11 +300,17 @@ class _RequestTransactionApp:
         # also earn the client a read-your-writes token: observe them in this task.
         observed: list[bool] | None = [False] if split is not None else None
         observer_token = commit_observer.set(observed) if observed is not None else None
+        # ... and the request's session-free reads follow its routing (primary routes, read-your-writes tokens)
+        routing_token = None
+        if split is not None and provider is not None:
+            routing_token = read_routing.set(functools.partial(provider.read_routing, scope))
         try:
             await self._app(scope, receive, _ResponseStart(mw, scope, send, split, observed))
         finally:
             if observer_token is not None:
                 commit_observer.reset(observer_token)
+            if routing_token is not None:
+                read_routing.reset(routing_token)
             unit: _RequestUnit | None = scope["state"].get(_STATE_KEY)
             if unit is not None and not unit.done:
                 await _finish(unit, None, mw._commit_on_redirect, mw._retry_after)

@@ -1,0 +1,92 @@
+"""Session-free reads inside a request follow the request's routing, on a real primary and streaming standby.
+
+Found by a breaker: ``fetch_*`` went to a replica whatever the route's ``primary`` guard or the client's
+read-your-writes token said, so a page shown right after a write read stale data through it. Replay is paused on
+the standby, so the replica is visibly behind; which server answered is what the statement itself reports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from litestar import Litestar, get, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
+from sqlalchemy import text
+
+from litestar_db import DatabaseConfig, DatabasePlugin, PoolConfig, ReadWriteConfig, ReplicaConfig, get_database
+from litestar_db.litestar.guards import primary
+from litestar_db.session import AsyncSession
+from litestar_db.testing.pytest_plugin import ReplicaDatabase
+from tests.server import serve
+
+pytestmark = [pytest.mark.postgres, pytest.mark.replica]
+
+WHERE = text("SELECT inet_server_port() AS port, pg_is_in_recovery() AS standby, (SELECT count(*) FROM note) AS notes")
+
+
+async def where() -> dict[str, Any]:
+    row = await get_database().fetch_one(WHERE)
+    assert row is not None
+    return dict(row)
+
+
+@post("/notes", status_code=201)
+async def add_note(db_session: NamedDependency[AsyncSession], data: JSONBody[dict[str, str]]) -> None:
+    await db_session.execute(text("INSERT INTO note (body) VALUES (:b)"), {"b": data["body"]})
+
+
+@get("/fetch")
+async def fetch_where() -> dict[str, Any]:
+    return await where()
+
+
+@get("/fetch-primary", guards=[primary])
+async def fetch_where_primary() -> dict[str, Any]:
+    return await where()
+
+
+@get("/write-then-fetch")
+async def write_then_fetch(db_session: NamedDependency[AsyncSession]) -> dict[str, Any]:
+    await db_session.execute(text("INSERT INTO note (body) VALUES ('from a GET')"))
+    await db_session.commit()  # the session wrote: the request's reads stay on the primary
+    return await where()
+
+
+@pytest.fixture
+def db(replica_db: ReplicaDatabase) -> ReplicaDatabase:
+    assert replica_db.cluster.primary is not None
+    replica_db.cluster.primary.sql("CREATE TABLE note (id serial PRIMARY KEY, body text NOT NULL)", replica_db.name)
+    replica_db.cluster.wait_for_catchup()
+    return replica_db
+
+
+async def test_session_free_reads_follow_guards_tokens_and_earlier_writes(db: ReplicaDatabase) -> None:
+    assert db.cluster.primary is not None
+    primary_port, replica_port = db.cluster.primary.port, db.cluster.replicas[0].port
+    split = ReadWriteConfig(
+        enable_read_write_split=True,
+        replicas=(ReplicaConfig(url=db.replica_urls[0], name="r0"),),
+        max_lag_seconds=None,  # the paused standby stays in rotation: only the routing rules move reads
+        monitor_interval_seconds=0.1,
+    )
+    config = DatabaseConfig(url=db.primary_url, pool=PoolConfig(min_size=1, max_size=5), read_write=split)
+    app = Litestar([add_note, fetch_where, fetch_where_primary, write_then_fetch], plugins=[DatabasePlugin(config)])
+    async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+        db.cluster.pause_replay()
+        try:
+            posted = await client.post("/notes", json={"body": "a"})  # earns a read-your-writes cookie
+            with_token = [(await client.get("/fetch")).json() for _ in range(3)]  # Core, then the driver path
+            client.cookies.clear()
+            without_token = (await client.get("/fetch")).json()
+            guarded = (await client.get("/fetch-primary")).json()
+            after_write = (await client.get("/write-then-fetch")).json()
+        finally:
+            db.cluster.resume_replay()
+    assert posted.status_code == 201
+    assert with_token == [{"port": primary_port, "standby": False, "notes": 1}] * 3
+    assert without_token == {"port": replica_port, "standby": True, "notes": 0}  # the stale replica: routing works
+    assert guarded == {"port": primary_port, "standby": False, "notes": 1}
+    assert after_write == {"port": primary_port, "standby": False, "notes": 2}
