@@ -11,10 +11,14 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from litestar_db.testing.pytest_plugin import ReplicaDatabase
 
 pytest_plugins = ("litestar_db.testing.pytest_plugin",)
 # replicated_cluster / replica_db: a throwaway primary + streaming standby (see litestar_db.testing).
@@ -66,3 +70,12 @@ async def pg_execute(url: str, sql: str, *args: object) -> list[asyncpg.Record]:
         return await conn.fetch(sql, *args)
     finally:
         await conn.close()
+
+
+@pytest.fixture
+def notes_replica_db(replica_db: ReplicaDatabase) -> ReplicaDatabase:
+    """``replica_db`` with a ``note (id, body)`` table, replayed on the standbys."""
+    assert replica_db.cluster.primary is not None
+    replica_db.cluster.primary.sql("CREATE TABLE note (id serial PRIMARY KEY, body text NOT NULL)", replica_db.name)
+    replica_db.cluster.wait_for_catchup()
+    return replica_db

@@ -55,15 +55,8 @@ async def write_then_fetch(db_session: NamedDependency[AsyncSession]) -> dict[st
     return await where()
 
 
-@pytest.fixture
-def db(replica_db: ReplicaDatabase) -> ReplicaDatabase:
-    assert replica_db.cluster.primary is not None
-    replica_db.cluster.primary.sql("CREATE TABLE note (id serial PRIMARY KEY, body text NOT NULL)", replica_db.name)
-    replica_db.cluster.wait_for_catchup()
-    return replica_db
-
-
-async def test_session_free_reads_follow_guards_tokens_and_earlier_writes(db: ReplicaDatabase) -> None:
+async def test_session_free_reads_follow_guards_tokens_and_earlier_writes(notes_replica_db: ReplicaDatabase) -> None:
+    db = notes_replica_db
     assert db.cluster.primary is not None
     primary_port, replica_port = db.cluster.primary.port, db.cluster.replicas[0].port
     split = ReadWriteConfig(

@@ -131,11 +131,8 @@ def _app(db: ReplicaDatabase, weights: Sequence[int] = (1,), **read_write: Any) 
 
 
 @pytest.fixture
-def db(replica_db: ReplicaDatabase) -> ReplicaDatabase:
-    assert replica_db.cluster.primary is not None
-    replica_db.cluster.primary.sql("CREATE TABLE note (id serial PRIMARY KEY, body text NOT NULL)", replica_db.name)
-    replica_db.cluster.wait_for_catchup()
-    return replica_db
+def db(notes_replica_db: ReplicaDatabase) -> ReplicaDatabase:
+    return notes_replica_db
 
 
 def _ports(db: ReplicaDatabase) -> tuple[int, list[int]]:
