@@ -198,6 +198,12 @@ class Reader:
         plan, keys = self._plan(statement) if self.fast and kind == "read" else (_SESSION, None)
         if plan is _SESSION:
             return await self._in_session(statement, params)
+        arguments: list[Any] = []
+        if isinstance(plan, _Plan):
+            try:
+                arguments = plan.arguments(params)
+            except Exception:  # a missing or malformed parameter: SQLAlchemy raises its usual error on Core
+                plan = None
         failed: tuple[ReplicaState, ...] = ()
         while True:
             replica = None if self.router is None else self.router.choose_for_read(failed)
@@ -206,7 +212,7 @@ class Reader:
                 counters.routed_reads += 1
             try:
                 if isinstance(plan, _Plan) and not _observed(engine):
-                    return await self._on_driver(engine, counters, plan, params)
+                    return await self._on_driver(engine, counters, plan, arguments)
                 rows = await self._on_core(engine, statement, params, keys)
                 if rows[0] is not keys:  # Core's keys, now known
                     self._remember_keys(statement, rows[0])
@@ -254,9 +260,8 @@ class Reader:
         self._plans.pop(key, None)
 
     async def _on_driver(
-        self, engine: AsyncEngine, counters: EngineCounters, plan: _Plan, params: Mapping[str, Any] | None
+        self, engine: AsyncEngine, counters: EngineCounters, plan: _Plan, arguments: list[Any]
     ) -> Rows:
-        arguments = plan.arguments(params)
         async with engine.connect() as conn:
             driver = (await conn.get_raw_connection()).driver_connection
             assert driver is not None

@@ -247,6 +247,12 @@ async def test_errors_are_translated_on_every_path_and_the_pool_stays_usable(db:
         with pytest.raises(DatabaseError):  # a bad argument: asyncpg refuses it before sending anything
             await db.fetch_all(BY_ID, {"id": "not a number"})
     assert await db.fetch_one(BY_ID, {"id": 1}) == {"id": 1, "name": "n1"}  # the pool's only connection is fine
+    async with db.session() as sess:
+        with pytest.raises(Exception) as by_session:
+            await sess.execute(BY_ID, {})
+    for _ in range(2):  # a missing parameter: SQLAlchemy's own error on every path, as a session raises it
+        with pytest.raises(type(by_session.value), match="A value is required for bind parameter 'id'"):
+            await db.fetch_all(BY_ID, {})
 
 
 @pytest.mark.postgres
