@@ -14,14 +14,15 @@ the read/write split picks (a replica, else the primary), in one of two ways:
 * **Core path** - any other plain read (a statement built per call): ``AsyncConnection.execute`` on an
   ``AUTOCOMMIT`` connection, so SQLAlchemy's statement cache compiles it and its result processors run.
 
-Everything else - writes (refused with :class:`~litestar_db.errors.ReadOnlyError`), constructs the classifier does
-not judge (:func:`litestar_db._classify.statement_kind`), ORM entity selects, SQLite,
-PgBouncer in transaction mode (outside a transaction asyncpg's prepare and execute may reach different servers)
-- runs in a read-only session as before (:meth:`Database.read_replica <litestar_db.Database.read_replica>`).
+Writes are refused with :class:`~litestar_db.errors.ReadOnlyError` before anything is sent. Everything else -
+constructs the classifier does not judge (``lambda_stmt``), ORM entity selects, SQLite, PgBouncer in transaction
+mode (outside a transaction asyncpg's prepare and execute may reach different servers) - runs in a read-only
+session (:meth:`Database.read_replica <litestar_db.Database.read_replica>`), where PostgreSQL refuses writes.
 
 All three paths route alike (ejected or lagging replicas skipped, fallback to the primary as configured, a replica
-connection error re-runs the read once on another host) and translate driver errors into
-:mod:`litestar_db.errors`. No Litestar import here.
+connection error re-runs the read once on another host; inside a request, the request's routing:
+:data:`litestar_db.replicas.read_routing`) and translate driver errors into :mod:`litestar_db.errors`. No
+Litestar import here.
 """
 
 from __future__ import annotations
