@@ -1,66 +1,83 @@
 """Which statements are plain reads: what may run on a replica, outside a transaction under lazy begin, or without
 a session (:mod:`litestar_db.fetch`).
 
-A statement is walked whole (columns, FROMs, WHERE, subqueries, CTEs, prefixes, suffixes and hints): a write
-hidden anywhere - a data-modifying CTE in a subquery, ``nextval()`` in a WHERE clause, ``FOR UPDATE`` in a
-subquery - makes it a write, not a read. ``text()`` is read with PostgreSQL's lexical rules for comments, string
-literals (``'...'``, ``E'...'``, dollar quotes) and quoted identifiers, so a keyword inside a literal is not
-code and a literal cannot hide code. The verdict is kept per SQLAlchemy cache key (the key SQLAlchemy computes,
-and memoizes on the statement, to find its compiled form: two statements with one key compile to the same SQL).
+A ``select()`` is judged by the SQL it compiles to (PostgreSQL dialect), so what reaches the server is what is
+judged: a data-modifying CTE in a subquery, ``nextval()`` in a WHERE clause, ``FOR UPDATE`` in a subquery, a
+``column_property`` of a polymorphic subclass, ``with_expression()``, a type's ``column_expression()`` all show up
+there. ``text()`` is read with PostgreSQL's lexical rules for comments (``--`` to a line end, nested ``/* */``),
+string literals (``'...'``, ``E'...'``, ``$tag$...$tag$``) and quoted identifiers, so a keyword inside a literal
+is not code and a literal cannot hide code. Functions decide between ``read`` and ``guarded``: only functions
+known to be free of side effects (:data:`PURE_FUNCTIONS`) may run outside a transaction on the primary; any other
+function (your own, ``query_to_xml()`` which runs the SQL in its argument, an extension's) is a read only where
+PostgreSQL enforces read-only (a replica, a ``READ ONLY`` transaction). The verdict is kept per SQLAlchemy cache
+key (which SQLAlchemy computes and memoizes on the statement to find its compiled form).
 
 No Litestar import here.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from typing import Any, Literal
 
-from sqlalchemy.orm import Mapper
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import ExecutableDDLElement
-from sqlalchemy.sql import visitors
 from sqlalchemy.sql.dml import UpdateBase
-from sqlalchemy.sql.elements import ClauseElement, ColumnClause, TextClause
-from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.sql.selectable import CompoundSelect, ForUpdateArg, FromClause, Select, TextualSelect
+from sqlalchemy.sql.elements import ClauseElement, TextClause
+from sqlalchemy.sql.selectable import CompoundSelect, Select, TextualSelect
 
-__all__ = ("StatementKind", "is_plain_read", "statement_kind")
+from litestar_db._pure_functions import NOT_FUNCTIONS, PURE_FUNCTIONS
 
-StatementKind = Literal["read", "write", "unknown"]
-"""``read``: a plain read; ``write``: writes, locks or has side effects; ``unknown``: a construct not judged here
-(a ``lambda_stmt``, ``text()`` the lexer cannot follow): run it where the server enforces read-only, or as a write."""
+__all__ = ("PURE_FUNCTIONS", "StatementKind", "is_autocommit_read", "is_plain_read", "statement_kind")
+
+StatementKind = Literal["read", "guarded", "write", "unknown"]
+"""``read``: a plain read calling only functions free of side effects, safe anywhere; ``guarded``: a plain read
+that calls other functions, safe where PostgreSQL enforces read-only (a replica, a ``READ ONLY`` transaction);
+``write``: writes, locks or has side effects; ``unknown``: a construct not judged here (a ``lambda_stmt``, SQL the
+lexer cannot follow)."""
 
 _SIDE_EFFECT_FUNCTIONS = (
-    r"nextval|setval|next_value|set_config|pg_(?:try_)?advisory\w*|pg_notify|txid_current|pg_current_xact_id|"
-    r"lo_\w+|pg_(?:terminate|cancel)_backend|pg_reload_conf|pg_stat_reset\w*|pg_switch_wal|pg_promote|"
-    r"pg_logical_emit_message|pg_\w*replication_\w*|dblink\w*"
+    r"nextval|setval|next_value|set_config|setseed|pg_(?:try_)?advisory\w*|pg_notify|txid_current|"
+    r"pg_current_xact_id|lo_\w+|pg_(?:terminate|cancel)_backend|pg_reload_conf|pg_stat\w*_reset\w*|pg_switch_wal|"
+    r"pg_promote|pg_logical\w*|pg_\w*replication\w*|pg_create_restore_point|pg_wal_replay_\w+|dblink\w*|"
+    r"query_to_xml\w*|cursor_to_xml\w*"
 )
-"""Functions that change state or take locks (sequences, settings, advisory locks, NOTIFY, transaction ids, large
-objects, backends, replication): a statement calling one is not a plain read. PostgreSQL also refuses most of
-them in a ``READ ONLY`` transaction; advisory locks and ``set_config()`` it allows, and they outlive it."""
-_WRITING_FUNCTION = re.compile(rf"^(?:{_SIDE_EFFECT_FUNCTIONS})$", re.I)
-_NOT_A_READ = re.compile(
-    r"\b(?:INSERT|UPDATE|DELETE|MERGE|INTO|COPY|LOCK|TRUNCATE|CALL|NOTIFY|LISTEN|FOR\s+(?:KEY\s+)?SHARE|"
-    rf"(?:{_SIDE_EFFECT_FUNCTIONS})\s*\()",
+"""Functions that change state, take locks or run SQL given as text: a statement calling one is a write. PostgreSQL
+refuses most of them in a ``READ ONLY`` transaction; advisory locks and ``set_config()`` it allows, and they
+outlive it."""
+_WRITES = re.compile(
+    r"(?<![.\w$])(?:INSERT|UPDATE|DELETE|MERGE|INTO|FOR\s+(?:KEY\s+)?SHARE)(?![.\w$])|"
+    rf"(?<![\w$])(?:{_SIDE_EFFECT_FUNCTIONS})\s*\(",
     re.I,
 )
-_READ_START = re.compile(r"^\s*\(*\s*(?:SELECT|WITH|VALUES|TABLE|SHOW|EXPLAIN)\b", re.I)
-_LEXEME = re.compile(r"--|/\*|(?<![\w$])[eE]'|'|\"|\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
+_LABEL = re.compile(r"\bAS\s+[^\W\d][\w$]*", re.I)  # "AS comment": a name, not a keyword
+_CALL = re.compile(r"(?<![\w$])((?:[^\W\d][\w$]*\s*\.\s*)*)([^\W\d][\w$]*)\s*\(")
+_READ_START = re.compile(
+    r"^\s*\(*\s*(?:SELECT|WITH|VALUES|TABLE|SHOW"
+    r"|EXPLAIN(?:\s*\([^)]*\)|\s+(?:ANALYZE|ANALYSE|VERBOSE))*\s+\(*\s*(?:SELECT|WITH|VALUES|TABLE))\b",
+    re.I,
+)
+_LEXEME = re.compile(r"--|/\*|(?<![\w$])[uU]&[\"']|(?<![\w$])[eE]'|'|\"|(?<![\w$])\$(?:[^\W\d][\w]*)?\$")
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 _KINDS: dict[Any, StatementKind] = {}
 _MAX_KINDS = 5000
 
 
 def is_plain_read(clause: object) -> bool:
-    """Whether ``clause`` is a plain read: it may run on a replica, or outside a transaction.
+    """Whether ``clause`` is a plain read that may run on a replica or in a ``READ ONLY`` transaction.
 
     ``True`` for a ``SELECT`` (Core or ORM, also UNION/..., ``text().columns()``) and for ``text()`` that is plainly
-    ``SELECT``/``WITH ... SELECT`` (also ``VALUES``, ``TABLE``, ``SHOW``, ``EXPLAIN``), when nothing in it writes: no
-    data-modifying CTE, ``SELECT ... INTO``, locking clause (``FOR UPDATE``/``FOR SHARE``, at any depth), or
-    function with side effects (sequences, ``set_config()``, advisory locks, ...). Anything else - DML, DDL,
-    constructs not judged here, ``None`` - is not a plain read. A function of your own that writes is not
-    detected (PostgreSQL's ``READ ONLY`` refuses it where the transaction is read-only).
+    ``SELECT``/``WITH ... SELECT`` (also ``VALUES``, ``TABLE``, ``SHOW``, ``EXPLAIN`` of a read), when nothing in the
+    SQL writes: no data-modifying CTE, ``SELECT ... INTO``, locking clause (``FOR UPDATE``/``FOR SHARE``, at any
+    depth), or function with side effects (sequences, ``set_config()``, advisory locks, ...). Anything else - DML,
+    DDL, constructs not judged here, ``None`` - is not a plain read.
     """
+    return statement_kind(clause) in ("read", "guarded")
+
+
+def is_autocommit_read(clause: object) -> bool:
+    """Whether ``clause`` may run outside a transaction on the primary (lazy begin, session-free reads): a plain
+    read (:func:`is_plain_read`) whose functions are all free of side effects (:data:`PURE_FUNCTIONS`)."""
     return statement_kind(clause) == "read"
 
 
@@ -83,76 +100,59 @@ def statement_kind(clause: object) -> StatementKind:
 
 def _kind(statement: ClauseElement) -> StatementKind:
     if isinstance(statement, TextClause):
-        return _text_kind(statement.text, statement=True)
+        return _sql_kind(statement.text)
     if isinstance(statement, TextualSelect):
         element = statement.element
-        return _text_kind(element.text, statement=True) if isinstance(element, TextClause) else "unknown"
-    verdicts = {_element_kind(element) for element in visitors.iterate(statement)}
-    return "write" if "write" in verdicts else "unknown" if "unknown" in verdicts else "read"
+        return _sql_kind(element.text) if isinstance(element, TextClause) else "unknown"
+    try:
+        sql = str(statement.compile(dialect=_PG))
+    except Exception:
+        return "unknown"
+    return _sql_kind(sql)
 
 
-def _element_kind(element: Any) -> StatementKind:
-    """The verdict on one element of a walked statement."""
-    if isinstance(element, UpdateBase | ForUpdateArg):
-        return "write"
-    if isinstance(element, FunctionElement):
-        return "write" if _WRITING_FUNCTION.match(getattr(element, "name", "") or "") else "read"
-    if isinstance(element, TextClause):
-        return _text_kind(element.text, statement=False)
-    if isinstance(element, ColumnClause) and element.is_literal:
-        return _text_kind(element.name, statement=False)
-    if isinstance(element, FromClause):
-        entity = element._annotations.get("parententity")
-        return "write" if entity is not None and _mapper_writes(entity.mapper) else "read"
-    if isinstance(element, Select | CompoundSelect):
-        if getattr(element, "_for_update_arg", None) is not None:
-            return "write"
-        fragments = [
-            *(e.text if isinstance(e, TextClause) else None for e, _ in getattr(element, "_prefixes", ())),
-            *(e.text if isinstance(e, TextClause) else None for e, _ in getattr(element, "_suffixes", ())),
-            *(hint for _, hint in getattr(element, "_statement_hints", ())),
-            *getattr(element, "_hints", {}).values(),
-        ]
-        kinds = {"unknown" if f is None else _text_kind(f, statement=False) for f in fragments}
-        return "write" if "write" in kinds else "unknown" if "unknown" in kinds else "read"
+def _sql_kind(sql: str) -> StatementKind:
+    """The verdict on the SQL of a whole statement. Read twice, with and without backslash escapes in ``'...'``
+    literals (``standard_conforming_strings`` off and on): the stricter reading wins."""
+    kinds = {_code_kind(_code_only(sql, backslash_escapes=flag)) for flag in (False, True)}
+    for kind in ("write", "unknown", "guarded"):
+        if kind in kinds:
+            return kind
     return "read"
 
 
-def _text_kind(sql: str, *, statement: bool) -> StatementKind:
-    """The verdict on SQL text: a whole statement (``statement``) or a fragment (a column, a suffix, a hint).
-
-    Read twice, with and without backslash escapes in ``'...'`` literals (``standard_conforming_strings`` off and
-    on): it is a read only when both readings are.
-    """
-    kinds = {_code_kind(_code_only(sql, backslash_escapes=flag), statement=statement) for flag in (False, True)}
-    return "write" if "write" in kinds else "unknown" if "unknown" in kinds else "read"
-
-
-def _code_kind(code: str | None, *, statement: bool) -> StatementKind:
+def _code_kind(code: str | None) -> StatementKind:
     if code is None:
         return "unknown"
-    if _NOT_A_READ.search(code):
+    unlabelled = _LABEL.sub(" AS _", code)
+    if _WRITES.search(unlabelled) or ";" in code.rstrip().rstrip(";") or not _READ_START.match(code):
         return "write"
-    if ";" in code.rstrip().rstrip(";") or (statement and not _READ_START.match(code)):
-        return "write" if statement else "unknown"
+    for qualifier, name in _CALL.findall(unlabelled):
+        lowered = name.lower()
+        if lowered in NOT_FUNCTIONS:
+            continue
+        schema = re.sub(r"\s", "", qualifier).rstrip(".").lower()
+        if lowered not in PURE_FUNCTIONS or schema not in ("", "pg_catalog"):
+            return "guarded"
     return "read"
 
 
 def _code_only(sql: str, *, backslash_escapes: bool) -> str | None:
     """``sql`` with comments blanked and literals emptied (quoted identifiers keep their name, unquoted), following
-    PostgreSQL's lexer (nested ``/* */`` comments, ``''`` and, in ``E'...'``, backslash escapes, ``$tag$``
-    quoting); ``None`` when a comment, literal or identifier is not closed."""
+    PostgreSQL's lexer (nested ``/* */`` comments, ``--`` up to a newline or carriage return, ``''`` and, in
+    ``E'...'``, backslash escapes, ``$tag$`` quoting); ``None`` when a comment, literal or identifier is not closed,
+    or for Unicode-escaped names and strings (``U&"..."``), whose meaning is not read here."""
     out: list[str] = []
     pos = 0
     while (match := _LEXEME.search(sql, pos)) is not None:
         out.append(sql[pos : match.start()])
         lexeme, start = match.group(), match.end()
+        if lexeme.startswith(("u", "U")):
+            return None
         if lexeme == "--":
-            end = sql.find("\n", start)
-            pos = len(sql) if end < 0 else end
+            end = min((i for i in (sql.find("\n", start), sql.find("\r", start)) if i >= 0), default=len(sql))
             out.append(" ")
-            continue
-        if lexeme == "/*":
+        elif lexeme == "/*":
             end = _comment_end(sql, start)
             out.append(" ")
         elif lexeme == '"':
@@ -197,11 +197,3 @@ def _quote_end(sql: str, pos: int, quote: str, *, backslash: bool) -> int:
         else:
             pos += 1
     return -1
-
-
-@functools.cache
-def _mapper_writes(mapper: Mapper[Any]) -> bool:
-    """Whether selecting the mapped entity runs a side-effect function (a ``column_property``); computed once per
-    mapper, since its column properties do not change after configuration."""
-    columns = (c for prop in mapper.column_attrs for c in prop.columns)
-    return any(_element_kind(e) == "write" for c in columns for e in visitors.iterate(c))

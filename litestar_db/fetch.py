@@ -1,7 +1,8 @@
 """Session-free reads: what :meth:`Database.fetch_all <litestar_db.Database.fetch_all>`, ``fetch_one`` and
 ``scalar`` run.
 
-A plain read (:func:`litestar_db.routing.is_plain_read`) on asyncpg needs no ORM session and no transaction:
+A plain read that calls no function with possible side effects (:func:`litestar_db._classify.is_autocommit_read`)
+on asyncpg needs no ORM session and no transaction:
 under PostgreSQL's ``READ COMMITTED`` one statement takes one snapshot by itself. Such a read runs, on the engine
 the read/write split picks (a replica, else the primary), in one of two ways:
 
@@ -195,7 +196,8 @@ class Reader:
             what = type(statement).__name__
             msg = f"Write attempted through fetch_all/fetch_one/scalar ({what}); nothing was sent to the database"
             raise ReadOnlyError(msg)
-        # a construct the classifier does not judge runs in the read-only session: PostgreSQL refuses its writes
+        # a function that may have side effects, or a construct not judged: the read-only session, where
+        # PostgreSQL refuses writes
         plan, keys = self._plan(statement) if self.fast and kind == "read" else (_SESSION, None)
         if plan is _SESSION:
             return await self._in_session(statement, params)

@@ -4,9 +4,9 @@ Under PostgreSQL's default ``READ COMMITTED`` every statement takes its own snap
 plain reads adds two round trips (``BEGIN``, ``COMMIT``) and buys nothing. A :class:`LazyBeginSession` runs plain
 reads on the primary in autocommit mode and opens the real transaction at the first statement that is not a plain
 read (a write, a flush, ``SELECT … FOR UPDATE``, ``SET LOCAL``, an advisory lock, an explicit ``connection()``);
-from then on every statement runs in that transaction, which the request commits or rolls back as usual. This is
-the same decision the read/write split takes per statement (:func:`litestar_db.routing.is_plain_read`), with the
-primary's autocommit connection in the replica's place.
+from then on every statement runs in that transaction, which the request commits or rolls back as usual. The
+decision per statement is the read/write split's, stricter: a read calling a function not known to be free of
+side effects also opens the transaction (:func:`litestar_db._classify.is_autocommit_read`).
 
 Used only where it cannot change what a handler observes: read-only HTTP methods, no route isolation level, a
 default isolation level of ``READ COMMITTED``, and not behind PgBouncer in transaction mode (outside a transaction
@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from litestar_db.routing import is_plain_read
+from litestar_db._classify import is_autocommit_read
 from litestar_db.session import SyncSession
 
 __all__ = ("LazyBeginSession",)
@@ -51,7 +51,7 @@ class LazyBeginSession(SyncSession):
         if bind is not None:
             return bind
         if not self.began:
-            if not self._flushing and is_plain_read(clause):
+            if not self._flushing and is_autocommit_read(clause):
                 return self.autocommit_bind
             self.began = True
             # give the autocommit connection back first: it carries no transaction, and keeping it would make the

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Integer, func, select, text
-from sqlalchemy.orm import Bundle, DeclarativeBase, Mapped, aliased, column_property, mapped_column
+from sqlalchemy import Integer, String, func, select, text
+from sqlalchemy.orm import (
+    Bundle,
+    DeclarativeBase,
+    Mapped,
+    aliased,
+    column_property,
+    mapped_column,
+    query_expression,
+    with_expression,
+)
 
 from litestar_db import Database, DatabaseConfig
 from litestar_db.config import ReadWriteConfig, ReplicaConfig
@@ -29,6 +38,28 @@ def test_entity_with_a_nextval_column_property_is_not_a_plain_read() -> None:
 
 def test_bundle_with_a_nextval_column_is_not_a_plain_read() -> None:
     assert not is_plain_read(select(Bundle("b", func.nextval("b2_seq"))))
+
+
+class Pet(Base):
+    __tablename__ = "b3_pet"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String)
+    extra: Mapped[int | None] = query_expression()
+    __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "pet", "with_polymorphic": "*"}
+
+
+class Dog(Pet):
+    __mapper_args__ = {"polymorphic_identity": "dog"}
+    tag: Mapped[str] = column_property(func.set_config("application_name", "dog", False))
+
+
+def test_side_effects_hidden_in_orm_loading_are_not_a_plain_read() -> None:
+    # found by a breaker: none of these show in the statement's own columns; all are in the SQL it compiles to
+    assert not is_plain_read(select(Pet))  # a polymorphic subclass's column_property
+    plain = select(Pet.id, Pet.kind)
+    assert is_plain_read(plain)
+    assert not is_plain_read(plain.add_columns(func.pg_advisory_lock(1)))
+    assert not is_plain_read(select(Pet).options(with_expression(Pet.extra, func.nextval("b2_seq"))))
 
 
 @pytest.mark.postgres

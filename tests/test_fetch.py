@@ -229,6 +229,12 @@ async def test_writes_hidden_in_a_read_are_refused_and_change_nothing(db: Databa
     assert await db.fetch_all(everything) == before
     if db.config.is_postgresql:
         assert await db.scalar(text("SELECT current_setting('app.tenant', true)")) in (None, "")
+        # a function not known to be free of side effects runs in a READ ONLY transaction: PostgreSQL refuses it
+        async with db.transaction() as sess:
+            await sess.execute(text("CREATE FUNCTION wipe() RETURNS int LANGUAGE sql AS 'DELETE FROM thing; SELECT 0'"))
+        with pytest.raises(ReadOnlyError):
+            await db.fetch_all(text("SELECT wipe() AS n"))
+        assert await db.fetch_all(everything) == before
     # a construct the classifier does not judge (a lambda statement) runs in a read-only session; text().columns()
     # is a read
     by_lambda = lambda_stmt(lambda: select(Thing.id).where(Thing.id < 3).order_by(Thing.id))

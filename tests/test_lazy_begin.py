@@ -77,7 +77,14 @@ async def read_then_add(db_session: NamedDependency[AsyncSession]) -> dict[str, 
     return {"in_transaction": db_session.in_transaction()}
 
 
-HANDLERS = [read, read_in_post, read_then_write, read_then_add, set_local, serializable]
+@get("/call-a-function")
+async def call_a_function(db_session: NamedDependency[AsyncSession]) -> Response[dict[str, int]]:
+    """A read calling a function of the application's that writes, then an error response."""
+    hits = (await db_session.execute(text("SELECT record_hit() AS n"))).scalar_one()
+    return Response({"hits": hits}, status_code=409)
+
+
+HANDLERS = [read, read_in_post, read_then_write, read_then_add, set_local, serializable, call_a_function]
 
 
 @pytest.fixture
@@ -127,6 +134,21 @@ async def test_write_in_a_get_still_rolls_back_on_4xx(client: AsyncTestClient[Li
     response = await client.get("/read-then-write", params={"fail": True})
     assert response.status_code == 409
     assert response.json()["after"] == 1
+    assert (await pg_execute(pg_url, "SELECT count(*) AS n FROM hit"))[0]["n"] == 0
+
+
+async def test_a_read_calling_an_unknown_function_runs_in_the_request_transaction(
+    client: AsyncTestClient[Litestar], pg_url: str
+) -> None:
+    # a function not known to be free of side effects may write: in autocommit its write would survive the 409
+    await pg_execute(
+        pg_url,
+        "CREATE FUNCTION record_hit() RETURNS bigint LANGUAGE sql AS"
+        " 'INSERT INTO hit DEFAULT VALUES; SELECT count(*) FROM hit'",
+    )
+    response = await client.get("/call-a-function")
+    assert response.status_code == 409
+    assert response.json() == {"hits": 1}
     assert (await pg_execute(pg_url, "SELECT count(*) AS n FROM hit"))[0]["n"] == 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 from sqlalchemy import (
@@ -16,6 +17,7 @@ from sqlalchemy import (
     MetaData,
     Sequence,
     Table,
+    TypeDecorator,
     delete,
     func,
     insert,
@@ -23,6 +25,7 @@ from sqlalchemy import (
     literal_column,
     select,
     text,
+    type_coerce,
     union_all,
     update,
 )
@@ -84,6 +87,14 @@ def test_plain_read_classification(clause: object, expected: bool) -> None:
     assert is_plain_read(clause) is expected
 
 
+class _Sequenced(TypeDecorator[int]):
+    impl = Integer
+    cache_ok = True
+
+    def column_expression(self, column: Any) -> Any:
+        return func.nextval("s")
+
+
 _gone = delete(items).where(items.c.id == 1).returning(items.c.id).cte("gone")
 _renamed = update(items).values(id=2).returning(items.c.id).cte("renamed")
 
@@ -118,9 +129,26 @@ _renamed = update(items).values(id=2).returning(items.c.id).cte("renamed")
         (select(literal_column("*")).select_from(items), "read"),
         # constructs not judged here: run where the server enforces READ ONLY (or as a write)
         (lambda_stmt(lambda: select(items)), "unknown"),
+        (text("SELECT U&\"\\006Eextval\"('s')"), "unknown"),
+        # PostgreSQL's lexer: a carriage return ends a -- comment, $ inside a name is not a dollar quote, dollar
+        # quote tags may be non-ASCII
+        (text("SELECT 1 --x\r, nextval('s')"), "write"),
+        (text("SELECT 1 AS a$x$, nextval('s') AS b$x$"), "write"),
+        (text("SELECT $\u00e9$'$\u00e9$, nextval('s') --'"), "write"),
+        (text("EXPLAIN ANALYZE CREATE TABLE t2 AS SELECT 1 AS x"), "write"),
+        (text("EXPLAIN (ANALYZE) EXECUTE p1"), "write"),
+        (text("EXPLAIN (ANALYZE, BUFFERS) SELECT 1"), "read"),
+        (text("SELECT query_to_xml('select 1', true, false, '')"), "write"),  # runs the SQL in its argument
+        # functions: only those free of side effects may run outside a transaction on the primary
+        (select(func.count(), func.lower("X"), func.coalesce(items.c.id, 0), func.now()), "read"),
+        (select(func.my_function(items.c.id)), "guarded"),
+        (select(func.myschema.lower(items.c.id)), "guarded"),
+        (text("SELECT my_function(id), comment, load FROM items"), "guarded"),
+        (text("SELECT id, comment, load, reset FROM items WHERE id IN (SELECT id FROM items)"), "read"),
+        (select(type_coerce(items.c.id, _Sequenced())), "write"),  # the type's column_expression
     ],
 )
-def test_statement_kind_walks_the_whole_statement(clause: object, kind: str) -> None:
+def test_statement_kind_judges_the_sql_sent(clause: object, kind: str) -> None:
     assert statement_kind(clause) == kind
     assert statement_kind(clause) == kind  # the cached verdict
 
