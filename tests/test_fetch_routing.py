@@ -11,9 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from litestar import Litestar, get, post
+from litestar import Litestar, WebSocket, get, post, websocket
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
+from litestar.testing import TestClient
 from sqlalchemy import text
 
 from litestar_db import DatabaseConfig, DatabasePlugin, PoolConfig, ReadWriteConfig, ReplicaConfig, get_database
@@ -55,18 +56,44 @@ async def write_then_fetch(db_session: NamedDependency[AsyncSession]) -> dict[st
     return await where()
 
 
-async def test_session_free_reads_follow_guards_tokens_and_earlier_writes(notes_replica_db: ReplicaDatabase) -> None:
-    db = notes_replica_db
-    assert db.cluster.primary is not None
-    primary_port, replica_port = db.cluster.primary.port, db.cluster.replicas[0].port
+@websocket("/ws-primary", guards=[primary])
+async def ws_primary(socket: WebSocket[Any, Any, Any]) -> None:
+    await socket.accept()
+    await socket.send_json(await where())
+    await socket.close()
+
+
+def split_config(db: ReplicaDatabase) -> DatabaseConfig:
     split = ReadWriteConfig(
         enable_read_write_split=True,
         replicas=(ReplicaConfig(url=db.replica_urls[0], name="r0"),),
         max_lag_seconds=None,  # the paused standby stays in rotation: only the routing rules move reads
         monitor_interval_seconds=0.1,
     )
-    config = DatabaseConfig(url=db.primary_url, pool=PoolConfig(min_size=1, max_size=5), read_write=split)
-    app = Litestar([add_note, fetch_where, fetch_where_primary, write_then_fetch], plugins=[DatabasePlugin(config)])
+    return DatabaseConfig(url=db.primary_url, pool=PoolConfig(min_size=1, max_size=5), read_write=split)
+
+
+def test_a_websocket_handlers_session_free_reads_follow_its_routing(notes_replica_db: ReplicaDatabase) -> None:
+    db = notes_replica_db
+    assert db.cluster.primary is not None
+    app = Litestar([ws_primary], plugins=[DatabasePlugin(split_config(db))])
+    db.cluster.pause_replay()
+    try:
+        db.cluster.primary.sql("INSERT INTO note (body) VALUES ('unseen by the replica')", db.name)
+        with TestClient(app) as client, client.websocket_connect("/ws-primary") as socket:
+            got = socket.receive_json()
+    finally:
+        db.cluster.resume_replay()
+    assert got == {"port": db.cluster.primary.port, "standby": False, "notes": 1}
+
+
+async def test_session_free_reads_follow_guards_tokens_and_earlier_writes(notes_replica_db: ReplicaDatabase) -> None:
+    db = notes_replica_db
+    assert db.cluster.primary is not None
+    primary_port, replica_port = db.cluster.primary.port, db.cluster.replicas[0].port
+    app = Litestar(
+        [add_note, fetch_where, fetch_where_primary, write_then_fetch], plugins=[DatabasePlugin(split_config(db))]
+    )
     async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
         db.cluster.pause_replay()
         try:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from contextvars import Token
 from typing import Any
 
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
@@ -39,7 +40,7 @@ from litestar_db.engines import isolation_level_engine
 from litestar_db.lazy_begin import LazyBeginSession
 from litestar_db.litestar.guards import read_token, routing_mode, token_header
 from litestar_db.read_your_writes import ReadYourWrites
-from litestar_db.replicas import ReplicaRouter, read_routing
+from litestar_db.replicas import ReadRouting, ReplicaRouter, read_routing
 from litestar_db.routing import RoutingMode, RoutingSession
 from litestar_db.session import AsyncSession
 from litestar_db.transactions import commit, commit_observer
@@ -255,9 +256,19 @@ class RequestTransactionMiddleware:
         """
         return _RequestTransactionApp(app, self)
 
+    def _follow_routing(self, scope: Scope) -> Token[ReadRouting | None] | None:
+        """Make the connection's session-free reads follow its routing (primary routes, read-your-writes tokens, a
+        session that wrote) when the read/write split is on; the token to reset, or ``None``."""
+        provider = self._provider
+        db = provider.bound if provider is not None else None
+        if provider is None or db is None or db.router is None:
+            return None
+        return read_routing.set(functools.partial(provider.read_routing, scope))
+
     async def _handle_websocket(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         """A websocket handler's session commits when the handler returns and rolls back when it raises; either
-        way it is closed, so its connection goes back to the pool."""
+        way it is closed, so its connection goes back to the pool. Its session-free reads follow its routing."""
+        routing_token = self._follow_routing(scope)
         try:
             await next_app(scope, receive, send)
         except BaseException:
@@ -265,6 +276,9 @@ class RequestTransactionMiddleware:
             if unit is not None and not unit.done:
                 await _finish(unit, None, self._commit_on_redirect, self._retry_after)
             raise
+        finally:
+            if routing_token is not None:
+                read_routing.reset(routing_token)
         unit = scope["state"].get(_STATE_KEY)
         if unit is not None and not unit.done:
             await _finish(unit, 200, self._commit_on_redirect, self._retry_after)
@@ -300,10 +314,7 @@ class _RequestTransactionApp:
         # also earn the client a read-your-writes token: observe them in this task.
         observed: list[bool] | None = [False] if split is not None else None
         observer_token = commit_observer.set(observed) if observed is not None else None
-        # ... and the request's session-free reads follow its routing (primary routes, read-your-writes tokens)
-        routing_token = None
-        if split is not None and provider is not None:
-            routing_token = read_routing.set(functools.partial(provider.read_routing, scope))
+        routing_token = mw._follow_routing(scope) if split is not None else None
         try:
             await self._app(scope, receive, _ResponseStart(mw, scope, send, split, observed))
         finally:
