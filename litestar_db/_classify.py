@@ -21,9 +21,11 @@ import re
 from typing import Any, Literal
 
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm.context import FromStatement
 from sqlalchemy.schema import ExecutableDDLElement
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.elements import ClauseElement, TextClause
+from sqlalchemy.sql.lambdas import StatementLambdaElement
 from sqlalchemy.sql.selectable import CompoundSelect, Select, TextualSelect
 
 from litestar_db._pure_functions import NOT_FUNCTIONS, PURE_FUNCTIONS
@@ -60,7 +62,8 @@ _READ_START = re.compile(
 _LEXEME = re.compile(r"--|/\*|(?<![\w$])[uU]&[\"']|(?<![\w$])[eE]'|'|\"|(?<![\w$])\$(?:[^\W\d][\w]*)?\$")
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 _KINDS: dict[Any, StatementKind] = {}
-_MAX_KINDS = 5000
+_MAX_KINDS = 1000
+_MAX_CACHED_TEXT = 16384  # characters: a longer text() is judged on every call rather than kept in the cache
 
 
 def is_plain_read(clause: object) -> bool:
@@ -89,12 +92,18 @@ def statement_kind(clause: object) -> StatementKind:
             return _kind(clause)
         kind = _KINDS.get(key.key)
         if kind is None:
-            if len(_KINDS) >= _MAX_KINDS:
-                _KINDS.clear()
-            kind = _KINDS[key.key] = _kind(clause)
+            kind = _kind(clause)
+            if not isinstance(clause, TextClause) or len(clause.text) <= _MAX_CACHED_TEXT:
+                if len(_KINDS) >= _MAX_KINDS:
+                    _KINDS.clear()
+                _KINDS[key.key] = kind
         return kind
     if isinstance(clause, UpdateBase | ExecutableDDLElement):
         return "write"
+    # the statement a lambda_stmt stands for, or the text()/select() an ORM from_statement() loads entities from
+    inner = getattr(clause, "_resolved" if isinstance(clause, StatementLambdaElement) else "element", None)
+    if isinstance(clause, StatementLambdaElement | FromStatement) and isinstance(inner, ClauseElement):
+        return statement_kind(inner)
     return "unknown" if isinstance(clause, ClauseElement) else "write"
 
 

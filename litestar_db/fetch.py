@@ -15,10 +15,11 @@ the read/write split picks (a replica, else the primary), in one of two ways:
 * **Core path** - any other plain read (a statement built per call): ``AsyncConnection.execute`` on an
   ``AUTOCOMMIT`` connection, so SQLAlchemy's statement cache compiles it and its result processors run.
 
-Writes are refused with :class:`~litestar_db.errors.ReadOnlyError` before anything is sent. Everything else -
-constructs the classifier does not judge (``lambda_stmt``), ORM entity selects, SQLite, PgBouncer in transaction
-mode (outside a transaction asyncpg's prepare and execute may reach different servers) - runs in a read-only
-session (:meth:`Database.read_replica <litestar_db.Database.read_replica>`), where PostgreSQL refuses writes.
+Writes, and statements whose effect the classifier cannot judge, are refused with
+:class:`~litestar_db.errors.ReadOnlyError` before anything is sent. Everything else - reads calling a function
+that may have side effects, ORM entity selects, SQLite, PgBouncer in transaction mode (outside a transaction
+asyncpg's prepare and execute may reach different servers) - runs in a read-only session
+(:meth:`Database.read_replica <litestar_db.Database.read_replica>`), where PostgreSQL refuses writes.
 
 All three paths route alike (ejected or lagging replicas skipped, fallback to the primary as configured, a replica
 connection error re-runs the read once on another host; inside a request, the request's routing:
@@ -186,18 +187,22 @@ class Reader:
         """Run ``statement`` (a plain read) and return its column names and rows.
 
         Raises:
-            ReadOnlyError: ``statement`` writes (nothing is sent).
+            ReadOnlyError: ``statement`` writes, or whether it writes cannot be told (nothing is sent).
             DatabaseUnavailableError: no replica is available and fallback to the primary is off, or the
                 connection was lost.
             DatabaseError: any other translated driver error.
         """
         kind = statement_kind(statement)
-        if kind == "write":
+        if kind in ("write", "unknown"):
             what = type(statement).__name__
-            msg = f"Write attempted through fetch_all/fetch_one/scalar ({what}); nothing was sent to the database"
+            msg = (
+                f"Write attempted through fetch_all/fetch_one/scalar ({what}); nothing was sent to the database"
+                if kind == "write"
+                else f"fetch_all/fetch_one/scalar cannot tell whether this {what} writes (a Unicode-escaped name,"
+                " an unterminated literal, a construct it does not judge): run it in a session"
+            )
             raise ReadOnlyError(msg)
-        # a function that may have side effects, or a construct not judged: the read-only session, where
-        # PostgreSQL refuses writes
+        # a function that may have side effects: the read-only session, where PostgreSQL refuses writes
         plan, keys = self._plan(statement) if self.fast and kind == "read" else (_SESSION, None)
         if plan is _SESSION:
             return await self._in_session(statement, params)

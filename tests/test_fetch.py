@@ -235,8 +235,12 @@ async def test_writes_hidden_in_a_read_are_refused_and_change_nothing(db: Databa
         with pytest.raises(ReadOnlyError):
             await db.fetch_all(text("SELECT wipe() AS n"))
         assert await db.fetch_all(everything) == before
-    # a construct the classifier does not judge (a lambda statement) runs in a read-only session; text().columns()
-    # is a read
+    # a lambda statement is judged by the statement it stands for; text().columns() is a read; SQL the classifier
+    # cannot read is refused
+    with pytest.raises(ReadOnlyError, match="cannot tell"):
+        await db.fetch_all(text("SELECT U&\"\\0073etval\"('s', 1000)"))
+    with pytest.raises(ReadOnlyError, match="Write attempted"):
+        await db.fetch_all(lambda_stmt(lambda: select(func.pg_advisory_lock(99))))
     by_lambda = lambda_stmt(lambda: select(Thing.id).where(Thing.id < 3).order_by(Thing.id))
     assert await db.fetch_all(by_lambda) == [{"id": 1}, {"id": 2}]
     assert await db.scalar(text("SELECT count(*) AS n FROM thing").columns(column("n", Integer))) == 5

@@ -127,8 +127,9 @@ _renamed = update(items).values(id=2).returning(items.c.id).cte("renamed")
         (text("SELECT id FROM items").columns(items.c.id), "read"),
         (text("DELETE FROM items RETURNING id").columns(items.c.id), "write"),
         (select(literal_column("*")).select_from(items), "read"),
-        # constructs not judged here: run where the server enforces READ ONLY (or as a write)
-        (lambda_stmt(lambda: select(items)), "unknown"),
+        # a lambda statement is judged by the statement it stands for; Unicode escapes are not read here
+        (lambda_stmt(lambda: select(items)), "read"),
+        (lambda_stmt(lambda: select(func.pg_advisory_lock(99))), "write"),
         (text("SELECT U&\"\\006Eextval\"('s')"), "unknown"),
         # PostgreSQL's lexer: a carriage return ends a -- comment, $ inside a name is not a dollar quote, dollar
         # quote tags may be non-ASCII
