@@ -47,19 +47,24 @@ _SIDE_EFFECT_FUNCTIONS = (
 """Functions that change state, take locks or run SQL given as text: a statement calling one is a write. PostgreSQL
 refuses most of them in a ``READ ONLY`` transaction; advisory locks and ``set_config()`` it allows, and they
 outlive it."""
+_CONT = "A-Za-z0-9_$\u0080-\U0010ffff"  # what PostgreSQL's lexer takes into a name: any byte >= 0x80 too
+_START = "A-Za-z_\u0080-\U0010ffff"
+_NAME = rf'(?:"(?:[^"]|"")*"|[{_START}][{_CONT}]*)'  # after _code_only: a quoted name keeps its quotes
 _WRITES = re.compile(
-    r"(?<![.\w$])(?:INSERT|UPDATE|DELETE|MERGE|INTO|FOR\s+(?:KEY\s+)?SHARE)(?![.\w$])|"
-    rf"(?<![\w$])(?:{_SIDE_EFFECT_FUNCTIONS})\s*\(",
+    rf'(?<![.{_CONT}"])(?:INSERT|UPDATE|DELETE|MERGE|INTO|FOR\s+(?:KEY\s+)?SHARE)(?![.{_CONT}"])',
     re.I,
 )
-_LABEL = re.compile(r"\bAS\s+[^\W\d][\w$]*", re.I)  # "AS comment": a name, not a keyword
-_CALL = re.compile(r"(?<![\w$])((?:[^\W\d][\w$]*\s*\.\s*)*)([^\W\d][\w$]*)\s*\(")
+_WRITING_FUNCTION = re.compile(rf"^(?:{_SIDE_EFFECT_FUNCTIONS})$", re.I)
+_LABEL = re.compile(rf'(?<![{_CONT}"])AS\s+{_NAME}', re.I)  # "AS comment", "AS v(a, b)", "AS numeric(10, 2)": not calls
+_CALL = re.compile(rf'(?<![{_CONT}".])((?:{_NAME}\s*\.\s*)*)({_NAME})\s*\(')
 _READ_START = re.compile(
     r"^\s*\(*\s*(?:SELECT|WITH|VALUES|TABLE|SHOW"
     r"|EXPLAIN(?:\s*\([^)]*\)|\s+(?:ANALYZE|ANALYSE|VERBOSE))*\s+\(*\s*(?:SELECT|WITH|VALUES|TABLE))\b",
     re.I,
 )
-_LEXEME = re.compile(r"--|/\*|(?<![\w$])[uU]&[\"']|(?<![\w$])[eE]'|'|\"|(?<![\w$])\$(?:[^\W\d][\w]*)?\$")
+_LEXEME = re.compile(
+    rf"--|/\*|(?<![{_CONT}])[uU]&[\"']|(?<![{_CONT}])[eE]'|'|\"|(?<![{_CONT}])\$(?:[{_START}][{_START}0-9]*)?\$"
+)
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 _KINDS: dict[Any, StatementKind] = {}
 _MAX_KINDS = 1000
@@ -121,36 +126,48 @@ def _kind(statement: ClauseElement) -> StatementKind:
 
 
 def _sql_kind(sql: str) -> StatementKind:
-    """The verdict on the SQL of a whole statement. Read twice, with and without backslash escapes in ``'...'``
-    literals (``standard_conforming_strings`` off and on): the stricter reading wins."""
-    kinds = {_code_kind(_code_only(sql, backslash_escapes=flag)) for flag in (False, True)}
-    for kind in ("write", "unknown", "guarded"):
-        if kind in kinds:
-            return kind
-    return "read"
-
-
-def _code_kind(code: str | None) -> StatementKind:
+    """The verdict on the SQL of a whole statement, read as PostgreSQL reads it with ``standard_conforming_strings``
+    on (its default, and what litestar_db's connections set): backslashes escape only in ``E'...'``."""
+    code = _code_only(sql)
     if code is None:
         return "unknown"
-    unlabelled = _LABEL.sub(" AS _", code)
+    unlabelled = _LABEL.sub(" AS _ ", code)
     if _WRITES.search(unlabelled) or ";" in code.rstrip().rstrip(";") or not _READ_START.match(code):
         return "write"
-    for qualifier, name in _CALL.findall(unlabelled):
-        lowered = name.lower()
-        if lowered in NOT_FUNCTIONS:
-            continue
-        schema = re.sub(r"\s", "", qualifier).rstrip(".").lower()
-        if lowered not in PURE_FUNCTIONS or schema not in ("", "pg_catalog"):
-            return "guarded"
-    return "read"
+    kind: StatementKind = "read"
+    for call in _CALL.finditer(unlabelled):
+        qualifier, name = call.groups()
+        function = _name(name)
+        if _WRITING_FUNCTION.match(function):
+            return "write"
+        if not qualifier and not name.startswith('"'):
+            if function in NOT_FUNCTIONS or function == "_":
+                continue  # IN (, VALUES (, AS _ ( ...: not a call
+            before = unlabelled[: call.start()].rstrip()
+            if function in ("over", "filter") and before.endswith(")"):
+                continue  # count(*) OVER (...), count(*) FILTER (WHERE ...)
+            if function == "explain" and not before.strip("( \t\r\n"):
+                continue  # EXPLAIN (ANALYZE) SELECT ...
+        schema = _name(qualifier.rstrip().rstrip(".").rstrip()) if qualifier else ""
+        if function not in PURE_FUNCTIONS or schema not in ("", "pg_catalog"):
+            kind = "guarded"
+    return kind
 
 
-def _code_only(sql: str, *, backslash_escapes: bool) -> str | None:
-    """``sql`` with comments blanked and literals emptied (quoted identifiers keep their name, unquoted), following
+def _name(name: str) -> str:
+    """A name as PostgreSQL resolves it: a quoted name as written, an unquoted one in lower case; a qualified one
+    keeps its dots."""
+    if name.startswith('"') and name.endswith('"') and '"."' not in name:
+        return name[1:-1].replace('""', '"')
+    return name if '"' in name else name.lower()
+
+
+def _code_only(sql: str) -> str | None:
+    """``sql`` with comments blanked and literals emptied (quoted names kept, quotes included), following
     PostgreSQL's lexer (nested ``/* */`` comments, ``--`` up to a newline or carriage return, ``''`` and, in
-    ``E'...'``, backslash escapes, ``$tag$`` quoting); ``None`` when a comment, literal or identifier is not closed,
-    or for Unicode-escaped names and strings (``U&"..."``), whose meaning is not read here."""
+    ``E'...'``, backslash escapes, ``$tag$`` quoting, any non-ASCII character as part of a name); ``None`` when a
+    comment, literal or name is not closed, or for Unicode-escaped names and strings (``U&"..."``), whose meaning
+    is not read here."""
     out: list[str] = []
     pos = 0
     while (match := _LEXEME.search(sql, pos)) is not None:
@@ -166,13 +183,13 @@ def _code_only(sql: str, *, backslash_escapes: bool) -> str | None:
             out.append(" ")
         elif lexeme == '"':
             end = _quote_end(sql, start, '"', backslash=False)
-            out.append(sql[start : end - 1].replace('""', '"') if end > 0 else "")
+            out.append(sql[start - 1 : end])
         elif lexeme.startswith("$"):
             found = sql.find(lexeme, start)
             end = -1 if found < 0 else found + len(lexeme)
             out.append("''")
         else:
-            end = _quote_end(sql, start, "'", backslash=backslash_escapes or lexeme != "'")
+            end = _quote_end(sql, start, "'", backslash=lexeme != "'")
             out.append("''")
         if end < 0:
             return None

@@ -16,6 +16,7 @@ __all__ = ("NOT_FUNCTIONS", "PURE_FUNCTIONS")
 
 PURE_FUNCTIONS = frozenset(
     """
+    daterange tsrange tstzrange int4range int8range numrange currval lastval pg_get_userbyid pg_table_is_visible
     abbrev abs acos acosd age array_agg array_append array_cat array_dims array_fill array_length array_lower
     array_ndims array_position array_positions array_prepend array_remove array_replace array_to_json
     array_to_string array_to_tsvector array_upper ascii asin asind atan atan2 atand avg bit_and bit_length bit_or
@@ -62,12 +63,12 @@ PURE_FUNCTIONS = frozenset(
 
 NOT_FUNCTIONS = frozenset(
     """
-    all and any array as between bigint bit by case cast char character collate cube date dec decimal distinct
-    double else escape except exists explain filter float from group grouping having ilike in int integer intersect
-    interval is join lateral like limit not numeric offset on only or order over partition range real recursive
-    returning rollup row rows select sets similar smallint some tablesample then time timestamp timestamptz to union
-    using values varbit varchar when where window with within
+    all and any array as between bigint bit both by case cast char character coalesce dec decimal distinct else
+    except exists extract float from group grouping having in int integer intersect interval lateral limit not
+    nullif numeric offset on only or order overlay position precision real returning row select smallint some
+    substring then time timestamp to trim union using values varchar when where window with
     """.split()  # noqa: SIM905
 )
-"""SQL keywords and type names that may precede ``(`` without being a function call (``IN (``, ``OVER (``,
-``numeric(10, 2)``)."""
+"""Keywords that may precede ``(`` and cannot name a function unquoted (PostgreSQL's reserved keywords and its
+"cannot be function or type" ones): ``IN (``, ``VALUES (``, ``numeric(10, 2)``. ``OVER (`` and ``FILTER (`` after a
+call's ``)`` are recognised by position; any other keyword-like name before ``(`` counts as a call."""

@@ -24,9 +24,10 @@ def _pgbouncer_statement_name() -> str:
 def engine_kwargs(config: DatabaseConfig, url: URL, pool: PoolConfig, *, null_pool: bool = False) -> dict[str, Any]:
     """Keyword arguments for :func:`~sqlalchemy.ext.asyncio.create_async_engine`.
 
-    PostgreSQL sessions get ``application_name`` and, when configured, ``statement_timeout`` (milliseconds, as
-    PostgreSQL's setting expects) as server settings; PgBouncer mode turns off asyncpg's statement caches and
-    names each prepared statement uniquely (SQLAlchemy's documented recipe for transaction pooling).
+    PostgreSQL sessions get ``application_name``, ``standard_conforming_strings=on`` and, when configured,
+    ``statement_timeout`` (milliseconds, as PostgreSQL's setting expects) as server settings; PgBouncer mode turns
+    off asyncpg's statement caches and names each prepared statement uniquely (SQLAlchemy's documented recipe for
+    transaction pooling).
 
     Args:
         config: The database config.
@@ -55,7 +56,12 @@ def engine_kwargs(config: DatabaseConfig, url: URL, pool: PoolConfig, *, null_po
         if config.isolation_level:
             kwargs["isolation_level"] = config.isolation_level
         return kwargs
-    server_settings = {"application_name": config.connection.application_name or "litestar_db"}
+    # standard_conforming_strings: PostgreSQL's default since 9.1, pinned because the statement classifier reads
+    # SQL text that way (a backslash escapes only in E'...')
+    server_settings = {
+        "application_name": config.connection.application_name or "litestar_db",
+        "standard_conforming_strings": "on",
+    }
     if config.statement_timeout is not None:
         server_settings["statement_timeout"] = str(int(config.statement_timeout * 1000))
     connect_args: dict[str, Any] = {"server_settings": server_settings, "timeout": config.connection.connect_timeout}

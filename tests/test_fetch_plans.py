@@ -1,4 +1,5 @@
-"""The session-free read path's plan cache and schema changes under it, on PostgreSQL (found by a breaker)."""
+"""The session-free read path's plan cache, schema changes under it, and the connection settings its statement
+classifier relies on, on PostgreSQL (found by breakers)."""
 
 from __future__ import annotations
 
@@ -68,5 +69,18 @@ async def test_a_type_altered_under_a_cached_plan_is_a_statement_error_not_a_los
             await db.scalar(statement)
         assert type(info.value) is DatabaseError
         assert await db.scalar(statement) == (1, 2, None)  # asyncpg dropped its stale codec; same connection
+    finally:
+        await db.dispose()
+
+
+async def test_connections_read_string_literals_as_the_classifier_does(pg_url: str) -> None:
+    # The classifier reads '...' without backslash escapes (standard_conforming_strings on): a server or database
+    # configured otherwise must not read the same text differently on litestar_db's connections.
+    name = pg_url.rsplit("/", 1)[1]
+    await pg_execute(pg_url, f'ALTER DATABASE "{name}" SET standard_conforming_strings = off')
+    db = one_connection(pg_url)
+    try:
+        assert await db.scalar(text("SHOW standard_conforming_strings")) == "on"
+        assert await db.scalar(text("SELECT length('a\\b')")) == 3  # the backslash is a character
     finally:
         await db.dispose()

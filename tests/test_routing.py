@@ -147,6 +147,22 @@ _renamed = update(items).values(id=2).returning(items.c.id).cte("renamed")
         (text("SELECT my_function(id), comment, load FROM items"), "guarded"),
         (text("SELECT id, comment, load, reset FROM items WHERE id IN (SELECT id FROM items)"), "read"),
         (select(type_coerce(items.c.id, _Sequenced())), "write"),  # the type's column_expression
+        # a third breaker round: any non-ASCII character belongs to a name, so "\u00ac$a$" is no dollar quote; names
+        # that are not plain (quoted, symbols, keywords) are calls of functions not on the list
+        (text("WITH \u00ac$a$ AS (INSERT INTO items VALUES (1) RETURNING id) SELECT id FROM \u00ac$a$"), "write"),
+        (text('SELECT "log!"(1), audit\u20ac(2)'), "guarded"),
+        (text("SELECT public.filter(7), filter(8)"), "guarded"),
+        (text('SELECT "evil lower"(1)'), "guarded"),
+        (text('SELECT "2fa".lower(1)'), "guarded"),
+        # ... and common reads stay reads
+        (text("SELECT replace(path, '\\', '/'), \"update\", \"delete\" FROM files"), "read"),
+        (
+            text(
+                "SELECT CAST(p AS numeric(10,2)), count(*) OVER (PARTITION BY a), count(*) FILTER (WHERE a > 1) FROM t"
+            ),
+            "read",
+        ),
+        (text("SELECT * FROM (VALUES (1, 'a')) AS v(id, name)"), "read"),
     ],
 )
 def test_statement_kind_judges_the_sql_sent(clause: object, kind: str) -> None:
