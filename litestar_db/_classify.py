@@ -35,8 +35,8 @@ __all__ = ("PURE_FUNCTIONS", "StatementKind", "is_autocommit_read", "is_plain_re
 StatementKind = Literal["read", "guarded", "write", "unknown"]
 """``read``: a plain read calling only functions free of side effects, safe anywhere; ``guarded``: a plain read
 that calls other functions, safe where PostgreSQL enforces read-only (a replica, a ``READ ONLY`` transaction);
-``write``: writes, locks or has side effects; ``unknown``: a construct not judged here (a ``lambda_stmt``, SQL the
-lexer cannot follow)."""
+``write``: writes, locks or has side effects; ``unknown``: SQL whose effect is not read here (Unicode-escaped
+names, an unclosed literal, a construct that does not compile for PostgreSQL)."""
 
 _SIDE_EFFECT_FUNCTIONS = (
     r"nextval|setval|next_value|set_config|setseed|pg_(?:try_)?advisory\w*|pg_notify|txid_current|"
