@@ -42,7 +42,7 @@ _SIDE_EFFECT_FUNCTIONS = (
     r"nextval|setval|next_value|set_config|setseed|pg_(?:try_)?advisory\w*|pg_notify|txid_current|"
     r"pg_current_xact_id|lo_\w+|pg_(?:terminate|cancel)_backend|pg_reload_conf|pg_stat\w*_reset\w*|pg_switch_wal|"
     r"pg_promote|pg_logical\w*|pg_\w*replication\w*|pg_create_restore_point|pg_wal_replay_\w+|dblink\w*|"
-    r"query_to_xml\w*|cursor_to_xml\w*"
+    r"query_to_xml\w*|cursor_to_xml\w*|pg_rotate_logfile\w*|pg_log_backend_memory_contexts"
 )
 """Functions that change state, take locks or run SQL given as text: a statement calling one is a write. PostgreSQL
 refuses most of them in a ``READ ONLY`` transaction; advisory locks and ``set_config()`` it allows, and they
@@ -57,6 +57,7 @@ _WRITES = re.compile(
 _WRITING_FUNCTION = re.compile(rf"^(?:{_SIDE_EFFECT_FUNCTIONS})$", re.I)
 _LABEL = re.compile(rf'(?<![{_CONT}"])AS\s+{_NAME}', re.I)  # "AS comment", "AS v(a, b)", "AS numeric(10, 2)": not calls
 _CALL = re.compile(rf'(?<![{_CONT}".])((?:{_NAME}\s*\.\s*)*)({_NAME})\s*\(')
+_ATTRIBUTE = re.compile(rf"(\)?)\s*\.\s*({_NAME})")  # x.f and (x).f: PostgreSQL's attribute notation for f(x)
 _READ_START = re.compile(
     r"^\s*\(*\s*(?:SELECT|WITH|VALUES|TABLE|SHOW"
     r"|EXPLAIN(?:\s*\([^)]*\)|\s+(?:ANALYZE|ANALYSE|VERBOSE))*\s+\(*\s*(?:SELECT|WITH|VALUES|TABLE))\b",
@@ -135,6 +136,12 @@ def _sql_kind(sql: str) -> StatementKind:
     if _WRITES.search(unlabelled) or ";" in code.rstrip().rstrip(";") or not _READ_START.match(code):
         return "write"
     kind: StatementKind = "read"
+    for after_parenthesis, name in _ATTRIBUTE.findall(unlabelled):
+        # (42::bigint).pg_advisory_lock calls pg_advisory_lock(42); t.f may call f(t) as well as name a column
+        if _WRITING_FUNCTION.match(_name(name)):
+            return "write"
+        if after_parenthesis:
+            kind = "guarded"  # (x).f: a field of a composite value, or a call of f
     for call in _CALL.finditer(unlabelled):
         qualifier, name = call.groups()
         function = _name(name)

@@ -44,7 +44,7 @@ PURE_FUNCTIONS = frozenset(
     pg_current_wal_insert_lsn pg_current_wal_lsn pg_database_size pg_get_constraintdef pg_get_expr pg_get_indexdef
     pg_get_viewdef pg_indexes_size pg_is_in_recovery pg_is_wal_replay_paused pg_last_wal_receive_lsn
     pg_last_wal_replay_lsn pg_last_xact_replay_timestamp pg_postmaster_start_time pg_relation_size pg_size_pretty
-    pg_sleep pg_table_size pg_total_relation_size pg_typeof pg_wal_lsn_diff phraseto_tsquery pi plainto_tsquery
+    pg_table_size pg_total_relation_size pg_typeof pg_wal_lsn_diff phraseto_tsquery pi plainto_tsquery
     position power querytree quote_ident quote_literal quote_nullable radians random range_agg range_intersect_agg
     range_merge rank regexp_count regexp_instr regexp_like regexp_match regexp_matches regexp_replace
     regexp_split_to_array regexp_split_to_table regexp_substr regr_avgx regr_avgy regr_count regr_intercept regr_r2

@@ -154,6 +154,10 @@ _renamed = update(items).values(id=2).returning(items.c.id).cte("renamed")
         (text("SELECT public.filter(7), filter(8)"), "guarded"),
         (text('SELECT "evil lower"(1)'), "guarded"),
         (text('SELECT "2fa".lower(1)'), "guarded"),
+        # PostgreSQL's attribute notation: (x).f and t.f may call f(x), f(t) (a fourth breaker round)
+        (text("SELECT ('s'::regclass).nextval"), "write"),
+        (text("SELECT (42::bigint).pg_advisory_lock"), "write"),
+        (text("SELECT (c).field FROM t"), "guarded"),
         # ... and common reads stay reads
         (text("SELECT replace(path, '\\', '/'), \"update\", \"delete\" FROM files"), "read"),
         (
