@@ -18,6 +18,7 @@ No Litestar import here.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from typing import Any, Literal
 
 from sqlalchemy.dialects import postgresql
@@ -67,7 +68,7 @@ _LEXEME = re.compile(
     rf"--|/\*|(?<![{_CONT}])[uU]&[\"']|(?<![{_CONT}])[eE]'|'|\"|(?<![{_CONT}])\$(?:[{_START}][{_START}0-9]*)?\$"
 )
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
-_KINDS: dict[Any, StatementKind] = {}
+_KINDS: OrderedDict[Any, StatementKind] = OrderedDict()
 _MAX_KINDS = 1000
 _MAX_CACHED_TEXT = 16384  # characters: a longer text() is judged on every call rather than kept in the cache
 
@@ -91,18 +92,21 @@ def is_autocommit_read(clause: object) -> bool:
 
 
 def statement_kind(clause: object) -> StatementKind:
-    """What ``clause`` is, see :data:`StatementKind`; the verdict is cached per SQLAlchemy cache key."""
+    """What ``clause`` is, see :data:`StatementKind`; the verdict is cached per SQLAlchemy cache key (the 1,000 most
+    recently used statement shapes)."""
     if isinstance(clause, Select | CompoundSelect | TextualSelect | TextClause):
         key = clause._generate_cache_key()
         if key is None:
             return _kind(clause)
         kind = _KINDS.get(key.key)
-        if kind is None:
-            kind = _kind(clause)
-            if not isinstance(clause, TextClause) or len(clause.text) <= _MAX_CACHED_TEXT:
-                if len(_KINDS) >= _MAX_KINDS:
-                    _KINDS.clear()
-                _KINDS[key.key] = kind
+        if kind is not None:
+            _KINDS.move_to_end(key.key)
+            return kind
+        kind = _kind(clause)
+        if not isinstance(clause, TextClause) or len(clause.text) <= _MAX_CACHED_TEXT:
+            if len(_KINDS) >= _MAX_KINDS:
+                _KINDS.popitem(last=False)  # the least recently used shape: judging it again compiles it again
+            _KINDS[key.key] = kind
         return kind
     if isinstance(clause, UpdateBase | ExecutableDDLElement):
         return "write"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any
 
 import pytest
@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from litestar_db import ConfigurationError, Database, DatabaseConfig, ReadWriteConfig, ReplicaConfig
+from litestar_db import ConfigurationError, Database, DatabaseConfig, ReadWriteConfig, ReplicaConfig, _classify
 from litestar_db._classify import statement_kind
 from litestar_db.litestar.guards import read_token, routing_mode
 from litestar_db.read_your_writes import TokenSigner, format_lsn, parse_lsn
@@ -357,3 +357,20 @@ async def test_read_only_fallback_to_the_primary_builds_one_read_only_bind(pg_ur
         assert next(iter(readonly_binds.values()))._has_events is False
     finally:
         await db.dispose()
+
+
+def test_the_verdict_cache_keeps_the_shapes_in_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A full cache drops its least recently used verdict, not all of them: a statement in constant use is judged
+    # (compiled) once however many other shapes pass by.
+    monkeypatch.setattr(_classify, "_MAX_KINDS", 3)
+    monkeypatch.setattr(_classify, "_KINDS", OrderedDict())
+    judged: list[object] = []
+    judge = _classify._kind
+    monkeypatch.setattr(_classify, "_kind", lambda clause: judged.append(clause) or judge(clause))
+    hot = select(items).where(items.c.id == 1)
+    for n in range(10):
+        assert statement_kind(hot) == "read"
+        assert statement_kind(text(f"SELECT {n}")) == "read"
+    assert judged.count(hot) == 1
+    assert len(judged) == 11  # hot once, each text once
+    assert len(_classify._KINDS) == 3
