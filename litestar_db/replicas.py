@@ -285,14 +285,7 @@ class ReplicaRouter:
             self.start_monitor()
         routing = read_routing.get()
         mode, token = ("replica", None) if routing is None else routing()
-        if mode == "primary":
-            return None
-        replica = None
-        if token is None or token.lsn is not None or token.expires_at <= time.time():
-            replica = self.replica_set.choose(None if token is None else token.lsn, exclude)
-        if replica is None:
-            self.replica_set.check_fallback()
-        return replica
+        return None if mode == "primary" else self.replica_set.choose_for_read(token, exclude)
 
     def verify_token(self, raw: str | None) -> ReadYourWrites | None:
         """The verified token, or ``None`` (absent, tampered or expired)."""

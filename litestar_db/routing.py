@@ -190,6 +190,24 @@ class ReplicaSet:
             self.cooldown_seconds,
         )
 
+    def choose_for_read(
+        self, token: ReadYourWrites | None, exclude: tuple[ReplicaState, ...] = ()
+    ) -> ReplicaState | None:
+        """The replica for reads that carry the client's read-your-writes ``token``, or ``None`` for the primary.
+
+        With an LSN token only a replica that has replayed that WAL position qualifies; a time-window token (no
+        LSN) reads the primary until it expires.
+
+        Raises:
+            DatabaseUnavailableError: no replica qualifies and ``fallback_to_primary`` is off.
+        """
+        replica = None
+        if token is None or token.lsn is not None or token.expires_at <= time.time():
+            replica = self.choose(None if token is None else token.lsn, exclude)
+        if replica is None:
+            self.check_fallback()
+        return replica
+
     def check_fallback(self) -> None:
         """Allow reads on the primary (no replica chosen), or refuse them.
 
@@ -239,8 +257,8 @@ class RoutingSession(SyncSession):
         super().__init__(*args, **kw)
         self.routing_mode: RoutingMode = "primary"
         self.route_label = "session"
-        self.min_lsn: int | None = None
-        self.sticky_until = 0.0
+        self.token: ReadYourWrites | None = None
+        """The client's read-your-writes token, if any."""
         self.wrote = False
         """Set once a statement that may write (or an explicit ``connection()``) went to the primary."""
         self.pinned = False
@@ -253,11 +271,7 @@ class RoutingSession(SyncSession):
         """Set the session's mode, the label used in errors, and the client's read-your-writes token."""
         self.routing_mode = mode
         self.route_label = label
-        if token is not None:
-            if token.lsn is None:
-                self.sticky_until = token.expires_at
-            else:
-                self.min_lsn = token.lsn
+        self.token = token
 
     @property
     def replica_name(self) -> str | None:
@@ -309,13 +323,8 @@ class RoutingSession(SyncSession):
         self._target = None
 
     def _choose(self) -> ReplicaState | None:
-        target = None
-        if self.sticky_until <= time.time():
-            target = self.replica_set.choose(self.min_lsn, self._failed)
-        if target is None:
-            self.replica_set.check_fallback()
-        self._target = target
-        return target
+        self._target = self.replica_set.choose_for_read(self.token, self._failed)
+        return self._target
 
     def _readonly_primary_bind(self) -> Engine:
         """The primary with ``postgresql_readonly`` (asyncpg ``BEGIN READ ONLY``), sharing its pool; built once per

@@ -58,6 +58,7 @@ OPT_AUTOCOMMIT = "db_autocommit"
 OPT_ISOLATION_LEVEL = "db_isolation_level"
 """Route ``opt`` key: isolation level of the request transaction (``"SERIALIZABLE"``, …)."""
 _STATE_KEY = "_litestar_db_unit"
+_ROUTE_KEY = "_litestar_db_read_route"  # the route's read routing, computed once per request
 _HTTP = "http"
 _WEBSOCKET = "websocket"
 
@@ -142,16 +143,22 @@ class RequestSessionProvider:
             state[_STATE_KEY] = unit
         return unit.session
 
-    def _routed_session(self, router: ReplicaRouter, scope: Scope, opt: dict[str, Any]) -> AsyncSession:
+    def _route(
+        self, router: ReplicaRouter, scope: Scope, opt: dict[str, Any]
+    ) -> tuple[RoutingMode, ReadYourWrites | None]:
+        """The route's routing mode and the client's verified read-your-writes token (``None`` on the primary)."""
         mode = routing_mode(scope, opt, self._config.read_only_methods)
-        level = opt.get(OPT_ISOLATION_LEVEL)
-        if level is not None and mode == "replica":
+        if opt.get(OPT_ISOLATION_LEVEL) is not None and mode == "replica":
             # an isolation level is a promise about every read of the request: one snapshot on one server
             mode = "primary"
+        if mode == "primary":
+            return mode, None
         rw = router.config.read_write
-        token = None
-        if mode != "primary":
-            token = router.verify_token(read_token(scope, rw.token_transport, rw.token_name))
+        return mode, router.verify_token(read_token(scope, rw.token_transport, rw.token_name))
+
+    def _routed_session(self, router: ReplicaRouter, scope: Scope, opt: dict[str, Any]) -> AsyncSession:
+        mode, token = self._route(router, scope, opt)
+        level = opt.get(OPT_ISOLATION_LEVEL)
         maker = None
         if level is not None:
             key = f"routed:{level.upper()}"
@@ -180,13 +187,16 @@ class RequestSessionProvider:
             sync = unit.session.sync_session
             if isinstance(sync, RoutingSession) and (sync.pinned or sync.routing_mode == "primary"):
                 return "primary", None
+        cached: tuple[RoutingMode, ReadYourWrites | None] | None = scope["state"].get(_ROUTE_KEY)
+        if cached is not None:  # computed once per request: the mode and the verified token do not change
+            return cached
         opt = scope["route_handler"].opt
-        mode = routing_mode(scope, opt, self._config.read_only_methods)
         router = self.database.router
-        if mode == "primary" or opt.get(OPT_ISOLATION_LEVEL) is not None or router is None:
-            return "primary", None
-        rw = router.config.read_write
-        return mode, router.verify_token(read_token(scope, rw.token_transport, rw.token_name))
+        route: tuple[RoutingMode, ReadYourWrites | None] = ("primary", None)  # also as its session reads the primary
+        if router is not None and opt.get(OPT_ISOLATION_LEVEL) is None:
+            route = self._route(router, scope, opt)
+        scope["state"][_ROUTE_KEY] = route
+        return route
 
     def provide_engine(self) -> AsyncEngine:
         """The primary engine (the same pool the sessions use).
