@@ -14,6 +14,12 @@ allocation that triggered it ran (the innermost three Python frames), returned a
 ``BENCH_GC_FREEZE=1`` (``--gc-freeze``) moves every object that exists after startup to the permanent generation
 (``gc.freeze()``, CPython's documented call for long-lived servers), so full collections only walk what requests
 allocate. It applies to every contender alike.
+
+``BENCH_GC_DISABLE=1`` (``--gc-disable``) turns the cyclic collector off after startup, in every contender: not a
+setting to deploy, but the measurement of what each stack costs with no collector at all, which bounds what any
+work on garbage collection could gain. The request paths leave no cyclic garbage (every request's objects are
+freed by reference counting; ``gc.collect()`` after 1,000 in-process requests finds none in any contender), so
+memory stays flat over a benchmark run.
 """
 
 from __future__ import annotations
@@ -84,7 +90,11 @@ async def gc_stats() -> dict[str, Any]:
 
 
 async def freeze_if_asked() -> None:
-    """``gc.freeze()`` after startup when ``BENCH_GC_FREEZE=1`` (a Litestar ``on_startup`` hook)."""
+    """``gc.freeze()`` after startup when ``BENCH_GC_FREEZE=1``, ``gc.disable()`` when ``BENCH_GC_DISABLE=1``
+    (a Litestar ``on_startup`` hook)."""
     if os.environ.get("BENCH_GC_FREEZE") == "1":
         gc.collect()
         gc.freeze()
+    if os.environ.get("BENCH_GC_DISABLE") == "1":
+        gc.collect()
+        gc.disable()

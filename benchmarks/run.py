@@ -137,6 +137,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     p.add_argument("--pre-ping", action="store_true", help="litestar_db with pool.pre_ping=True (its default)")
     p.add_argument("--gc-freeze", action="store_true", help="every contender calls gc.freeze() after startup")
+    p.add_argument(
+        "--gc-disable", action="store_true", help="every contender calls gc.disable() after startup (no collector)"
+    )
     p.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--no-save", action="store_true", help="print only, write no JSON")
     return p.parse_args(argv)
@@ -164,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         env["BENCH_PRE_PING"] = "1"
     if args.gc_freeze:
         env["BENCH_GC_FREEZE"] = "1"
+    if args.gc_disable:
+        env["BENCH_GC_DISABLE"] = "1"
     servers = {name: Server(name, CONTENDERS[name], env) for name in contenders}
     rounds: dict[str, dict[str, list[LoadResult]]] = {e: {c: [] for c in contenders} for e in endpoints}
     try:
