@@ -39,6 +39,7 @@ from litestar_db.database import Database
 from litestar_db.engines import isolation_level_engine
 from litestar_db.lazy_begin import LazyBeginSession
 from litestar_db.litestar.guards import read_token, routing_mode, token_header
+from litestar_db.read_only import ReadOnlySession, read_only_sessionmaker
 from litestar_db.read_your_writes import ReadYourWrites
 from litestar_db.replicas import ReadRouting, ReplicaRouter, read_routing
 from litestar_db.routing import RoutingMode, RoutingSession
@@ -73,6 +74,11 @@ class _RequestUnit:
         self.session = session
         self.autocommit = autocommit
         self.done = False
+
+
+def _route_label(scope: Scope) -> str:
+    """How a session's errors name the request's route: ``route GET /report (report)``."""
+    return f"route {scope.get('method', '')} {scope['path']} ({scope['route_handler'].handler_name})"
 
 
 class RequestSessionProvider:
@@ -117,6 +123,16 @@ class RequestSessionProvider:
             maker = self._makers[level] = db.make_sessionmaker(isolation_level_engine(db.engine, level))
         return maker
 
+    def _read_only_maker(self, isolation_level: str | None) -> async_sessionmaker[AsyncSession]:
+        """Sessions of ``read_only`` routes without the read/write split (:mod:`litestar_db.read_only`)."""
+        key = f"read_only:{(isolation_level or '').upper()}"
+        maker = self._makers.get(key)
+        if maker is None:
+            db = self.database
+            bind = db.engine if isolation_level is None else isolation_level_engine(db.engine, isolation_level.upper())
+            maker = self._makers[key] = read_only_sessionmaker(bind)
+        return maker
+
     def provide_session(self, scope: Scope) -> AsyncSession:
         """The request's session, created on first use.
 
@@ -133,7 +149,12 @@ class RequestSessionProvider:
             level = opt.get(OPT_ISOLATION_LEVEL)
             if router is None:
                 lazy = db.lazy_sessionmaker
-                if lazy is not None and level is None and scope.get("method") in self._config.read_only_methods:
+                if routing_mode(scope, opt, self._config.read_only_methods) == "read_only":
+                    session = self._read_only_maker(level)()
+                    sync = session.sync_session
+                    assert isinstance(sync, ReadOnlySession)
+                    sync.route_label = _route_label(scope)
+                elif lazy is not None and level is None and scope.get("method") in self._config.read_only_methods:
                     session = lazy()
                 else:
                     session = self._maker(level)()
@@ -167,8 +188,7 @@ class RequestSessionProvider:
                 maker = self._makers[key] = router.maker_for(
                     isolation_level_engine(self.database.engine, level.upper())
                 )
-        label = f"route {scope.get('method', '')} {scope['path']} ({scope['route_handler'].handler_name})"
-        session = router.session(mode, label, token, maker)
+        session = router.session(mode, _route_label(scope), token, maker)
         if level is not None and mode == "read_only":
             sync = session.sync_session
             assert isinstance(sync, RoutingSession)
