@@ -134,6 +134,8 @@ def _guarded(method: _F) -> _F:
 
     async def guarded(self: AsyncSession, *args: Any, **kwargs: Any) -> Any:
         claimed = self._claim()
+        if claimed is None:
+            claimed = await self._take_turn()
         try:
             return await method(self, *args, **kwargs)
         finally:
@@ -148,10 +150,16 @@ class AsyncSession(_SAAsyncSession):
     """SQLAlchemy's ``AsyncSession`` that refuses concurrent use and closes cleanly after it.
 
     Raises:
-        ConcurrentSessionUseError: a second awaited call started while one was still running.
+        ConcurrentSessionUseError: a second awaited call started while one was still running (unless
+            :attr:`may_take_turns` lets its task wait for its turn).
     """
 
     sync_session_class = SyncSession
+    may_take_turns: Callable[[asyncio.Task[Any] | None], bool] | None = None
+    """Tasks whose awaited calls wait for a running call to finish instead of raising
+    :class:`~litestar_db.errors.ConcurrentSessionUseError` (one call at a time, in arrival order). The Litestar
+    layer sets it on request sessions for the tasks in which Litestar resolves sibling dependencies concurrently;
+    ``None`` (the default) refuses every concurrent call."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -161,12 +169,13 @@ class AsyncSession(_SAAsyncSession):
         """Created by :meth:`close` only when it has to wait for a running call (no allocation per call)."""
         self._ltdb_closed = False
 
-    def _claim(self) -> bool:
+    def _claim(self) -> bool | None:
         """Mark the current task as running an awaited call.
 
         Returns:
             ``True`` when this call claimed the session, ``False`` on re-entry from the same task
-            (``scalars()`` calls ``execute()``).
+            (``scalars()`` calls ``execute()``), ``None`` when another task's call is running and this task may
+            wait for its turn (:meth:`_take_turn`).
 
         Raises:
             ConcurrentSessionUseError: another task's call is still running.
@@ -178,7 +187,23 @@ class AsyncSession(_SAAsyncSession):
             return True
         if owner is task:
             return False
+        may_take_turns = self.may_take_turns
+        if may_take_turns is not None and may_take_turns(task):
+            return None
         raise ConcurrentSessionUseError
+
+    async def _take_turn(self) -> bool:
+        """Wait until no call is running, then claim the session for the current task.
+
+        Returns:
+            ``True`` (the session is claimed).
+        """
+        while self._ltdb_owner is not None:
+            if self._ltdb_idle is None:
+                self._ltdb_idle = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._ltdb_idle)
+        self._ltdb_owner = asyncio.current_task()
+        return True
 
     def _release(self) -> None:
         self._ltdb_owner = None

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from advanced_alchemy.extensions.litestar import SQLAlchemyDTO
 from litestar import Litestar, get, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.dto import DTOConfig
 from litestar.params import FromPath
 from litestar.response import Stream
@@ -76,6 +76,48 @@ async def gather(db_session: NamedDependency[AsyncSession]) -> dict[str, int]:
     return {"n": 2}
 
 
+async def load_author(db_session: NamedDependency[AsyncSession]) -> int:
+    """A dependency that queries (and inserts): its sibling below runs at the same time, in another task."""
+    await db_session.execute(text("SELECT pg_sleep(0.2)"))
+    author = Author(name="from a dependency")
+    db_session.add(author)
+    await db_session.flush()
+    return author.id
+
+
+async def count_authors(db_session: NamedDependency[AsyncSession]) -> int:
+    return (await db_session.execute(text("SELECT count(*) FROM author"))).scalar_one()
+
+
+async def audit(db_session: NamedDependency[AsyncSession]) -> AsyncIterator[None]:
+    """Two generator dependencies whose clean-ups Litestar runs concurrently, each with a statement."""
+    yield
+    await db_session.execute(text("INSERT INTO author (name) VALUES ('audit') RETURNING pg_sleep(0.1)"))
+
+
+async def audit_again(db_session: NamedDependency[AsyncSession]) -> AsyncIterator[None]:
+    async for _ in audit(db_session):
+        yield
+
+
+@get(
+    "/siblings",
+    dependencies={
+        "author_id": Provide(load_author),
+        "count": Provide(count_authors),
+        "audit_a": Provide(audit),
+        "audit_b": Provide(audit_again),
+    },
+)
+async def siblings(
+    author_id: NamedDependency[int],
+    count: NamedDependency[int],
+    audit_a: NamedDependency[None],
+    audit_b: NamedDependency[None],
+) -> dict[str, int]:
+    return {"author_id": author_id, "count": count}
+
+
 @get("/cancelled")
 async def cancelled(db_session: NamedDependency[AsyncSession]) -> dict[str, bool]:
     """A query abandoned mid-flight (timeout/cancellation inside the handler)."""
@@ -108,7 +150,7 @@ async def author_with_books(author_id: FromPath[int], db_session: NamedDependenc
     return await db_session.get_one(Author, author_id)  # books not loaded: the DTO touches them while serialising
 
 
-HANDLERS = [slow_stream, plain, hold, gather, cancelled, create_author, lazy_books, author_with_books]
+HANDLERS = [slow_stream, plain, hold, gather, siblings, cancelled, create_author, lazy_books, author_with_books]
 
 
 @pytest.fixture
@@ -169,6 +211,19 @@ async def test_c03_concurrent_session_use_is_named_and_cleaned_up(schema: str) -
         assert stats.status_code == 200
         pool = (await get_database().get_stats()).engines[0].pool
         assert pool.checked_out == 0
+        assert await app_connections(schema, "idle in transaction%") == 0
+
+
+async def test_sibling_dependencies_sharing_the_session_take_turns(schema: str) -> None:
+    """Litestar resolves sibling dependencies (and runs generator clean-ups) in concurrent tasks: their calls on the
+    request session wait for each other instead of failing the request; everything commits as one transaction."""
+    async with serve(app_for(schema, min_size=1, max_size=2)) as base, httpx.AsyncClient(base_url=base) as c:
+        response = await c.get("/siblings")
+        assert response.status_code == 200, response.text
+        assert response.json()["count"] in (0, 1)  # either order: the two dependencies ran one call at a time
+        names = await pg_execute(schema, "SELECT name FROM author ORDER BY id")
+        assert sorted(row["name"] for row in names) == ["audit", "audit", "from a dependency"]
+        assert (await get_database().get_stats()).engines[0].pool.checked_out == 0
         assert await app_connections(schema, "idle in transaction%") == 0
 
 

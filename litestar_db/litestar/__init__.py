@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from litestar_db.litestar.plugin import DatabasePlugin
-from litestar_db.litestar.request import OPT_AUTOCOMMIT, OPT_ISOLATION_LEVEL
+from litestar_db.litestar.provider import OPT_AUTOCOMMIT, OPT_ISOLATION_LEVEL
 
 __all__ = ("OPT_AUTOCOMMIT", "OPT_ISOLATION_LEVEL", "DatabasePlugin")

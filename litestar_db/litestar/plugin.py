@@ -31,7 +31,8 @@ from litestar_db.database import Database
 from litestar_db.health import HealthChecker
 from litestar_db.litestar.exceptions import exception_handlers
 from litestar_db.litestar.health import create_health_controller
-from litestar_db.litestar.request import RequestSessionProvider, RequestTransactionMiddleware
+from litestar_db.litestar.provider import RequestSessionProvider
+from litestar_db.litestar.request import RequestTransactionMiddleware
 from litestar_db.registry import _registry, register_database
 
 if TYPE_CHECKING:

@@ -28,206 +28,26 @@ from __future__ import annotations
 import functools
 import logging
 from contextvars import Token
-from typing import Any
 
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 from litestar.utils.scope.state import ScopeState
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from litestar_db.config import RequestConfig
-from litestar_db.database import Database
-from litestar_db.engines import isolation_level_engine
 from litestar_db.lazy_begin import LazyBeginSession
-from litestar_db.litestar.guards import read_token, routing_mode, token_header
-from litestar_db.read_only import ReadOnlySession, read_only_sessionmaker
-from litestar_db.read_your_writes import ReadYourWrites
+from litestar_db.litestar.guards import token_header
+from litestar_db.litestar.provider import STATE_KEY, RequestSessionProvider, RequestUnit
 from litestar_db.replicas import ReadRouting, ReplicaRouter, read_routing
-from litestar_db.routing import RoutingMode, RoutingSession
-from litestar_db.session import AsyncSession
+from litestar_db.routing import RoutingSession
 from litestar_db.transactions import commit, commit_observer
 
-__all__ = (
-    "OPT_AUTOCOMMIT",
-    "OPT_ISOLATION_LEVEL",
-    "RequestSessionProvider",
-    "RequestTransactionMiddleware",
-)
+__all__ = ("RequestTransactionMiddleware",)
 
 logger = logging.getLogger("litestar_db")
-OPT_AUTOCOMMIT = "db_autocommit"
-"""Route ``opt`` key: ``False`` disables the automatic commit for that route."""
-OPT_ISOLATION_LEVEL = "db_isolation_level"
-"""Route ``opt`` key: isolation level of the request transaction (``"SERIALIZABLE"``, …)."""
-_STATE_KEY = "_litestar_db_unit"
-_ROUTE_KEY = "_litestar_db_read_route"  # the route's read routing, computed once per request
 _HTTP = "http"
 _WEBSOCKET = "websocket"
 
 
-class _RequestUnit:
-    """Per-request state, kept in the connection's ``scope["state"]`` (not in a ContextVar: Litestar resolves
-    sibling dependencies in separate tasks, which would lose a ContextVar set in one of them)."""
-
-    __slots__ = ("autocommit", "done", "session")
-
-    def __init__(self, session: AsyncSession, autocommit: bool) -> None:
-        self.session = session
-        self.autocommit = autocommit
-        self.done = False
-
-
-def _route_label(scope: Scope) -> str:
-    """How a session's errors name the request's route: ``route GET /report (report)``."""
-    return f"route {scope.get('method', '')} {scope['path']} ({scope['route_handler'].handler_name})"
-
-
-class RequestSessionProvider:
-    """Callable dependency provider of the request's :class:`~sqlalchemy.ext.asyncio.AsyncSession`."""
-
-    __slots__ = ("_config", "_database", "_makers")
-
-    def __init__(self, config: RequestConfig) -> None:
-        self._config = config
-        self._database: Database | None = None
-        self._makers: dict[str, async_sessionmaker[AsyncSession]] = {}
-
-    def bind(self, database: Database | None) -> None:
-        """Attach the started database (called from the app lifespan), or detach it (``None``)."""
-        self._database = database
-        self._makers.clear()
-
-    @property
-    def bound(self) -> Database | None:
-        """The started database, or ``None`` outside the app's lifespan."""
-        return self._database
-
-    @property
-    def database(self) -> Database:
-        """The started database.
-
-        Raises:
-            RuntimeError: the app's lifespan has not started the database.
-        """
-        if self._database is None:
-            msg = "litestar_db: the database is not started (is DatabasePlugin registered and the app started?)"
-            raise RuntimeError(msg)
-        return self._database
-
-    def _maker(self, isolation_level: str | None) -> async_sessionmaker[AsyncSession]:
-        db = self.database
-        if isolation_level is None:
-            return db.sessionmaker
-        level = isolation_level.upper()
-        maker = self._makers.get(level)
-        if maker is None:
-            maker = self._makers[level] = db.make_sessionmaker(isolation_level_engine(db.engine, level))
-        return maker
-
-    def _read_only_maker(self, isolation_level: str | None) -> async_sessionmaker[AsyncSession]:
-        """Sessions of ``read_only`` routes without the read/write split (:mod:`litestar_db.read_only`)."""
-        key = f"read_only:{(isolation_level or '').upper()}"
-        maker = self._makers.get(key)
-        if maker is None:
-            db = self.database
-            bind = db.engine if isolation_level is None else isolation_level_engine(db.engine, isolation_level.upper())
-            maker = self._makers[key] = read_only_sessionmaker(bind)
-        return maker
-
-    def provide_session(self, scope: Scope) -> AsyncSession:
-        """The request's session, created on first use.
-
-        Returns:
-            The same session for every dependency and the handler of one request.
-        """
-        state = scope["state"]
-        unit: _RequestUnit | None = state.get(_STATE_KEY)
-        if unit is None:
-            opt = scope["route_handler"].opt
-            autocommit = bool(opt.get(OPT_AUTOCOMMIT, self._config.autocommit))
-            db = self.database
-            router = db.router
-            level = opt.get(OPT_ISOLATION_LEVEL)
-            if router is None:
-                lazy = db.lazy_sessionmaker
-                if routing_mode(scope, opt, self._config.read_only_methods) == "read_only":
-                    session = self._read_only_maker(level)()
-                    sync = session.sync_session
-                    assert isinstance(sync, ReadOnlySession)
-                    sync.route_label = _route_label(scope)
-                elif lazy is not None and level is None and scope.get("method") in self._config.read_only_methods:
-                    session = lazy()
-                else:
-                    session = self._maker(level)()
-            else:
-                session = self._routed_session(router, scope, opt)
-            unit = _RequestUnit(session, autocommit)
-            state[_STATE_KEY] = unit
-        return unit.session
-
-    def _route(
-        self, router: ReplicaRouter, scope: Scope, opt: dict[str, Any]
-    ) -> tuple[RoutingMode, ReadYourWrites | None]:
-        """The route's routing mode and the client's verified read-your-writes token (``None`` on the primary)."""
-        mode = routing_mode(scope, opt, self._config.read_only_methods)
-        if opt.get(OPT_ISOLATION_LEVEL) is not None and mode == "replica":
-            # an isolation level is a promise about every read of the request: one snapshot on one server
-            mode = "primary"
-        if mode == "primary":
-            return mode, None
-        rw = router.config.read_write
-        return mode, router.verify_token(read_token(scope, rw.token_transport, rw.token_name))
-
-    def _routed_session(self, router: ReplicaRouter, scope: Scope, opt: dict[str, Any]) -> AsyncSession:
-        mode, token = self._route(router, scope, opt)
-        level = opt.get(OPT_ISOLATION_LEVEL)
-        maker = None
-        if level is not None:
-            key = f"routed:{level.upper()}"
-            maker = self._makers.get(key)
-            if maker is None:
-                maker = self._makers[key] = router.maker_for(
-                    isolation_level_engine(self.database.engine, level.upper())
-                )
-        session = router.session(mode, _route_label(scope), token, maker)
-        if level is not None and mode == "read_only":
-            sync = session.sync_session
-            assert isinstance(sync, RoutingSession)
-            sync.use_primary_for_reads()  # same promise as above; writes stay refused
-        return session
-
-    def read_routing(self, scope: Scope) -> tuple[RoutingMode, ReadYourWrites | None]:
-        """Where the request's session-free reads (``Database.fetch_all``, ...) go: what its routing session does.
-
-        Returns:
-            ``("primary", None)`` for a ``primary`` route, a route isolation level or once the request's session
-            wrote; else the route's mode and the client's verified read-your-writes token (or ``None``).
-        """
-        unit: _RequestUnit | None = scope["state"].get(_STATE_KEY)
-        if unit is not None:
-            sync = unit.session.sync_session
-            if isinstance(sync, RoutingSession) and (sync.pinned or sync.routing_mode == "primary"):
-                return "primary", None
-        cached: tuple[RoutingMode, ReadYourWrites | None] | None = scope["state"].get(_ROUTE_KEY)
-        if cached is not None:  # computed once per request: the mode and the verified token do not change
-            return cached
-        opt = scope["route_handler"].opt
-        router = self.database.router
-        route: tuple[RoutingMode, ReadYourWrites | None] = ("primary", None)  # also as its session reads the primary
-        if router is not None and opt.get(OPT_ISOLATION_LEVEL) is None:
-            route = self._route(router, scope, opt)
-        scope["state"][_ROUTE_KEY] = route
-        return route
-
-    def provide_engine(self) -> AsyncEngine:
-        """The primary engine (the same pool the sessions use).
-
-        Returns:
-            :class:`~sqlalchemy.ext.asyncio.AsyncEngine`.
-        """
-        return self.database.engine
-
-
-async def _finish(unit: _RequestUnit, status: int | None, commit_on_redirect: bool, retry_after: int) -> bool:
+async def _finish(unit: RequestUnit, status: int | None, commit_on_redirect: bool, retry_after: int) -> bool:
     """Commit or roll back, then close; ``status is None`` means no response (an exception escaped).
 
     Returns:
@@ -302,14 +122,14 @@ class RequestTransactionMiddleware:
         try:
             await next_app(scope, receive, send)
         except BaseException:
-            unit: _RequestUnit | None = scope["state"].get(_STATE_KEY)
+            unit: RequestUnit | None = scope["state"].get(STATE_KEY)
             if unit is not None and not unit.done:
                 await _finish(unit, None, self._commit_on_redirect, self._retry_after)
             raise
         finally:
             if routing_token is not None:
                 read_routing.reset(routing_token)
-        unit = scope["state"].get(_STATE_KEY)
+        unit = scope["state"].get(STATE_KEY)
         if unit is not None and not unit.done:
             await _finish(unit, 200, self._commit_on_redirect, self._retry_after)
 
@@ -352,7 +172,7 @@ class _RequestTransactionApp:
                 commit_observer.reset(observer_token)
             if routing_token is not None:
                 read_routing.reset(routing_token)
-            unit: _RequestUnit | None = scope["state"].get(_STATE_KEY)
+            unit: RequestUnit | None = scope["state"].get(STATE_KEY)
             if unit is not None and not unit.done:
                 await _finish(unit, None, mw._commit_on_redirect, mw._retry_after)
 
@@ -385,7 +205,7 @@ class _ResponseStart:
             wrote = False
             observed = self._observed
             committed_elsewhere = observed is not None and observed[0]  # before the request session commits
-            unit: _RequestUnit | None = scope["state"].get(_STATE_KEY)
+            unit: RequestUnit | None = scope["state"].get(STATE_KEY)
             if unit is not None and not unit.done:
                 mw = self._middleware
                 try:
