@@ -17,7 +17,6 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,7 +33,7 @@ from litestar_db.lazy_begin import LazyBeginSession
 from litestar_db.replicas import ReplicaRouter
 from litestar_db.session import AsyncSession, SyncSession, make_sessionmaker
 from litestar_db.stats import EngineCounters
-from litestar_db.transactions import atomic, run_in_transaction
+from litestar_db.transactions import atomic, current_unit, run_in_transaction
 
 if TYPE_CHECKING:
     from litestar_db.migrations import Migrations
@@ -43,9 +42,6 @@ __all__ = ("Database",)
 
 logger = logging.getLogger("litestar_db")
 _T = TypeVar("_T")
-_current_session: ContextVar[tuple[AsyncSession, asyncio.Task[Any] | None] | None] = ContextVar(
-    "litestar_db_current_session", default=None
-)
 _OPENED_AT = "litestar_db.opened_at"
 _PKG_DIR = str(Path(__file__).parent)
 
@@ -190,7 +186,10 @@ class Database(MonitoringMixin):
         """A session in a transaction: commit on normal exit, roll back on exception.
 
         A ``transaction()`` opened inside another one (same task) reuses its session and becomes a SAVEPOINT
-        (Django's nested ``atomic``), so an inner failure rolls back only the inner changes.
+        (Django's nested ``atomic``), so an inner failure rolls back only the inner changes. The same holds inside
+        a :func:`~litestar_db.transactions.run_in_transaction` unit and, in a Litestar handler, inside the request
+        transaction (Django's ``ATOMIC_REQUESTS``): the block is a SAVEPOINT in the request's session, committed or
+        rolled back with the request.
 
         Args:
             isolation_level: ``"READ COMMITTED"``, ``"REPEATABLE READ"``, ``"SERIALIZABLE"`` (PostgreSQL
@@ -201,27 +200,27 @@ class Database(MonitoringMixin):
 
         Raises:
             DatabaseError: a translated driver error, including a failing COMMIT.
-            ValueError: ``isolation_level`` on a nested block.
+            ValueError: ``isolation_level`` on a nested block (or inside a request).
         """
-        current = _current_session.get()
+        current = current_unit.get()
         # Child tasks inherit the ContextVar: only the task that opened the outer block nests into it; any other
         # task (asyncio.gather, a task outliving the block) gets its own transaction.
-        outer = current[0] if current is not None and current[1] is asyncio.current_task() else None
-        if outer is not None:
+        if current is not None and current[1] is asyncio.current_task():
+            outer = current[0]()
             try:
-                async with atomic(outer, isolation_level) as sess:
+                async with atomic(outer, isolation_level, savepoint=current[2]) as sess:
                     yield sess
             except Exception as exc:  # the savepoint is rolled back; raise the translated error like the outer block
                 self._raise_translated(exc)
                 raise
             return
         async with self.session() as sess:
-            token = _current_session.set((sess, asyncio.current_task()))
+            token = current_unit.set((lambda: sess, asyncio.current_task(), False))
             try:
                 async with atomic(sess, isolation_level):
                     yield sess
             finally:
-                _current_session.reset(token)
+                current_unit.reset(token)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:

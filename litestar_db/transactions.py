@@ -7,6 +7,7 @@ fresh session (a plain ``async with`` cannot re-run its body).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -35,6 +36,7 @@ __all__ = (
     "atomic",
     "commit",
     "commit_observer",
+    "current_unit",
     "run_in_transaction",
     "transactional",
 )
@@ -43,6 +45,12 @@ logger = logging.getLogger("litestar_db")
 commit_observer: ContextVar[list[bool] | None] = ContextVar("litestar_db_commit_observer", default=None)
 """Set by a caller that needs to know whether the code it runs committed (the Litestar request, to send a
 read-your-writes token after a commit made outside the request session, e.g. by :func:`transactional`)."""
+current_unit: ContextVar[tuple[Callable[[], AsyncSession], asyncio.Task[Any] | None, bool] | None] = ContextVar(
+    "litestar_db_current_unit", default=None
+)
+"""The unit of work open in this task: ``(get_session, owner_task, is_request)``. A ``transaction()`` opened by
+``owner_task`` joins it as a SAVEPOINT (Django's nested ``atomic``); ``is_request`` marks the Litestar request's
+transaction, whose session is created on first use and committed by the request."""
 ATTEMPT_KEY = "litestar_db.attempt"
 """``session.info`` key holding the 1-based attempt number inside :func:`run_in_transaction`."""
 _T = TypeVar("_T")
@@ -77,7 +85,7 @@ async def commit(session: SAAsyncSession, retry_after: int | None = None) -> Non
 
 
 @asynccontextmanager
-async def atomic(session: _S, isolation_level: str | None = None) -> AsyncIterator[_S]:
+async def atomic(session: _S, isolation_level: str | None = None, *, savepoint: bool = False) -> AsyncIterator[_S]:
     """Run the block in a transaction on ``session``, or in a SAVEPOINT when one is already open.
 
     Commits (or releases the savepoint) on normal exit, rolls back on exception. Never raises SQLAlchemy's
@@ -86,6 +94,8 @@ async def atomic(session: _S, isolation_level: str | None = None) -> AsyncIterat
     Args:
         session: The session to use.
         isolation_level: For the outermost block only (PostgreSQL cannot change it mid-transaction).
+        savepoint: Always a SAVEPOINT, beginning the session's transaction first if needed (a block inside a
+            transaction someone else commits: the Litestar request's).
 
     Yields:
         ``session``.
@@ -93,21 +103,24 @@ async def atomic(session: _S, isolation_level: str | None = None) -> AsyncIterat
     Raises:
         ValueError: ``isolation_level`` given for a block nested in an open transaction.
     """
-    if session.in_transaction():
+    if savepoint or session.in_transaction():
         if isolation_level is not None:
-            msg = "isolation_level can only be set on the outermost transaction (PostgreSQL sets it at BEGIN)"
+            msg = (
+                "isolation_level can only be set on the outermost transaction (PostgreSQL sets it at BEGIN); "
+                "in a request, set the route's opt={'db_isolation_level': ...}"
+            )
             raise ValueError(msg)
-        savepoint = await session.begin_nested()
+        nested = await session.begin_nested()
         try:
             yield session
         except BaseException:
             # ACTIVE, or DEACTIVE after a failed flush (is_active is False then, but the SAVEPOINT must still be
             # rolled back, else the whole session stays in "pending rollback")
-            if savepoint.is_active or session.sync_session.get_nested_transaction() is savepoint.sync_transaction:
-                await savepoint.rollback()
+            if nested.is_active or session.sync_session.get_nested_transaction() is nested.sync_transaction:
+                await nested.rollback()
             raise
-        if savepoint.is_active:
-            await savepoint.commit()
+        if nested.is_active:
+            await nested.commit()
         return
     await session.begin()
     if isolation_level is not None:
@@ -170,14 +183,23 @@ async def run_in_transaction(
             with attempt:
                 async with db.session() as session:
                     session.info[ATTEMPT_KEY] = attempt.retry_state.attempt_number
-                    async with atomic(session, isolation_level):
-                        result = await fn(session)
+                    # transaction() blocks opened by the unit join it as SAVEPOINTs (same task only)
+                    token = current_unit.set((functools.partial(_same, session), asyncio.current_task(), False))
+                    try:
+                        async with atomic(session, isolation_level):
+                            result = await fn(session)
+                    finally:
+                        current_unit.reset(token)
                 return result
     except DatabaseError as exc:
         if isinstance(exc, TransactionConflictError) and exc.retry_after is None:
             exc.retry_after = retry_after
         raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _same(session: AsyncSession) -> AsyncSession:
+    return session
 
 
 def transactional(

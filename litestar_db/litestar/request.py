@@ -25,6 +25,7 @@ token's WAL position, and a successful response of a request that wrote carries 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from contextvars import Token
@@ -38,7 +39,8 @@ from litestar_db.litestar.guards import token_header
 from litestar_db.litestar.provider import STATE_KEY, RequestSessionProvider, RequestUnit
 from litestar_db.replicas import ReadRouting, ReplicaRouter, read_routing
 from litestar_db.routing import RoutingSession
-from litestar_db.transactions import commit, commit_observer
+from litestar_db.session import AsyncSession
+from litestar_db.transactions import commit, commit_observer, current_unit
 
 __all__ = ("RequestTransactionMiddleware",)
 
@@ -165,9 +167,14 @@ class _RequestTransactionApp:
         observed: list[bool] | None = [False] if split is not None else None
         observer_token = commit_observer.set(observed) if observed is not None else None
         routing_token = mw._follow_routing(scope) if split is not None else None
+        start = _ResponseStart(mw, scope, send, split, observed)
+        # transaction() in the handler (its task only) joins the request transaction as a SAVEPOINT
+        unit_token = current_unit.set((start.request_session, asyncio.current_task(), True)) if provider else None
         try:
-            await self._app(scope, receive, _ResponseStart(mw, scope, send, split, observed))
+            await self._app(scope, receive, start)
         finally:
+            if unit_token is not None:
+                current_unit.reset(unit_token)
             if observer_token is not None:
                 commit_observer.reset(observer_token)
             if routing_token is not None:
@@ -198,6 +205,12 @@ class _ResponseStart:
         self._send = send
         self._split = split
         self._observed = observed
+
+    def request_session(self) -> AsyncSession:
+        """The request's session (created on first use), for ``transaction()`` blocks joining it."""
+        provider = self._middleware._provider
+        assert provider is not None
+        return provider.provide_session(self._scope)
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":

@@ -1,0 +1,148 @@
+"""``transaction()`` inside a handler (or a retried unit of work) joins the open unit as a SAVEPOINT.
+
+Django's ``ATOMIC_REQUESTS``: the request's transaction is the outermost block, so a service's ``transaction()``
+is committed or rolled back with the request instead of on its own connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from litestar import Litestar, get, post
+from litestar.di import NamedDependency
+from litestar.exceptions import HTTPException
+from litestar.params import FromQuery
+from litestar.testing import AsyncTestClient
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from litestar_db import Database, DatabaseConfig, DatabasePlugin, run_in_transaction, transaction
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Row(Base):
+    __tablename__ = "row"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label: Mapped[str]
+
+
+async def add_in_service(label: str) -> None:
+    """A service function: its own ``transaction()`` block, as the docs suggest."""
+    async with transaction() as session:
+        session.add(Row(label=label))
+
+
+@post("/both", status_code=201)
+async def both(db_session: NamedDependency[AsyncSession], status: FromQuery[int] = 201) -> None:
+    db_session.add(Row(label="handler"))
+    await db_session.flush()
+    await add_in_service("service")
+    if status != 201:
+        raise HTTPException(status_code=status, detail="refused after both writes")
+
+
+@post("/inner-fails", status_code=201)
+async def inner_fails(db_session: NamedDependency[AsyncSession]) -> None:
+    db_session.add(Row(label="kept"))
+    await db_session.flush()
+    try:
+        async with transaction() as session:
+            session.add(Row(label="rolled back alone"))
+            await session.flush()
+            raise ValueError("inner failure")
+    except ValueError:
+        pass
+
+
+@post("/same-row")
+async def same_row(db_session: NamedDependency[AsyncSession]) -> str:
+    """The handler and a service update one row: on two connections the second would wait for the first forever."""
+    await db_session.execute(update(Row).where(Row.id == 1).values(label="handler"))
+    async with transaction() as session:
+        await session.execute(update(Row).where(Row.id == 1).values(label="service"))
+    return "done"
+
+
+@get("/read-then-service")
+async def read_then_service(db_session: NamedDependency[AsyncSession]) -> list[str]:
+    """A GET (lazy begin on PostgreSQL) whose service writes: the write is in the request transaction."""
+    before = list(await db_session.scalars(select(Row.label).order_by(Row.id)))
+    await add_in_service("from a GET")
+    return before
+
+
+ROUTES = [both, inner_fails, same_row, read_then_service]
+
+
+@pytest.fixture
+async def database(db_url: str) -> AsyncIterator[Database]:
+    db = Database(DatabaseConfig(url=db_url))
+    async with db.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+        await conn.execute(Row.__table__.insert().values(label="seed"))  # id 1
+    yield db
+    await db.dispose()
+
+
+async def _labels(db: Database) -> list[str]:
+    async with db.engine.connect() as conn:
+        return list((await conn.execute(select(Row.label).order_by(Row.id))).scalars())
+
+
+@pytest.mark.parametrize(("status", "saved"), [(201, ["seed", "handler", "service"]), (409, ["seed"]), (500, ["seed"])])
+async def test_a_service_transaction_commits_and_rolls_back_with_the_request(
+    database: Database, db_url: str, status: int, saved: list[str]
+) -> None:
+    app = Litestar(ROUTES, plugins=[DatabasePlugin(DatabaseConfig(url=db_url))])
+    async with AsyncTestClient(app) as client:
+        response = await client.post("/both", params={"status": status})
+    assert response.status_code == status
+    assert await _labels(database) == saved
+
+
+async def test_a_failing_inner_block_rolls_back_alone(database: Database, db_url: str) -> None:
+    app = Litestar(ROUTES, plugins=[DatabasePlugin(DatabaseConfig(url=db_url))])
+    async with AsyncTestClient(app) as client:
+        response = await client.post("/inner-fails")
+    assert response.status_code == 201
+    assert await _labels(database) == ["seed", "kept"]
+
+
+async def test_the_handler_and_its_service_update_one_row_without_waiting_on_each_other(
+    database: Database, db_url: str
+) -> None:
+    app = Litestar(ROUTES, plugins=[DatabasePlugin(DatabaseConfig(url=db_url, statement_timeout=5))])
+    async with AsyncTestClient(app) as client:
+        response = await asyncio.wait_for(client.post("/same-row"), 20)
+    assert response.status_code == 201
+    assert await _labels(database) == ["service"]
+
+
+async def test_a_get_whose_service_writes_commits_it_with_the_request(database: Database, db_url: str) -> None:
+    app = Litestar(ROUTES, plugins=[DatabasePlugin(DatabaseConfig(url=db_url))])
+    async with AsyncTestClient(app) as client:
+        response = await client.get("/read-then-service")
+    assert response.status_code == 200
+    assert response.json() == ["seed"]
+    assert await _labels(database) == ["seed", "from a GET"]
+
+
+async def test_a_transaction_inside_a_retried_unit_is_a_savepoint_of_it(database: Database) -> None:
+    """Outside requests too: the unit's failure after the inner block rolls the inner block back."""
+
+    async def unit(session: AsyncSession) -> None:
+        session.add(Row(label="unit"))
+        async with database.transaction() as inner:
+            assert inner is session
+            inner.add(Row(label="inner"))
+        raise RuntimeError("the unit fails after its inner block")
+
+    with pytest.raises(RuntimeError):
+        await run_in_transaction(database, unit, retries=0)
+    assert await _labels(database) == ["seed"]
