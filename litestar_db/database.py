@@ -33,7 +33,7 @@ from litestar_db.lazy_begin import LazyBeginSession
 from litestar_db.replicas import ReplicaRouter
 from litestar_db.session import AsyncSession, SyncSession, make_sessionmaker
 from litestar_db.stats import EngineCounters
-from litestar_db.transactions import atomic, current_unit, run_in_transaction
+from litestar_db.transactions import atomic, current_unit, observe_commits, run_in_transaction
 
 if TYPE_CHECKING:
     from litestar_db.migrations import Migrations
@@ -89,6 +89,7 @@ class Database(MonitoringMixin):
         with at least one replica (then nothing on the request path looks at replicas)."""
         if rw.enable_read_write_split and rw.replicas:
             self.router = ReplicaRouter(config, self.engine, self._counters["primary"])
+            observe_commits(self.engine)  # any commit in a request earns its client a read-your-writes token
         self.lazy_sessionmaker: async_sessionmaker[AsyncSession] | None = None
         """Sessions for read-only requests: plain reads in autocommit until the first write
         (:mod:`litestar_db.lazy_begin`); ``None`` when the split is on, behind PgBouncer, or the isolation level is

@@ -15,6 +15,8 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
@@ -37,6 +39,7 @@ __all__ = (
     "commit",
     "commit_observer",
     "current_unit",
+    "observe_commits",
     "run_in_transaction",
     "transactional",
 )
@@ -196,6 +199,30 @@ async def run_in_transaction(
             exc.retry_after = retry_after
         raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def observe_commits(engine: AsyncEngine) -> None:
+    """Report every COMMIT that ``engine`` sends to :data:`commit_observer`, however it was made: a session, a
+    Core connection (``Database.connection()``, the ``db_engine`` dependency) or a raw ``engine.begin()``.
+
+    Wraps the dialect's ``do_commit`` on the first connection, after the statement statistics have installed theirs
+    (pool ``connect`` listeners run in the order they were added). No ``ConnectionEvents`` listener is added.
+    """
+    dialect = engine.sync_engine.dialect
+
+    def install(dbapi_conn: Any, record: Any) -> None:
+        base_commit = dialect.do_commit
+
+        def do_commit(dbapi_connection: Any) -> None:
+            base_commit(dbapi_connection)
+            observer = commit_observer.get()
+            # a READ ONLY transaction (asyncpg adapter's ``readonly``: a read_only route on the primary) wrote nothing
+            if observer is not None and not getattr(dbapi_connection, "readonly", False):
+                observer[0] = True
+
+        dialect.do_commit = do_commit  # type: ignore[method-assign]
+
+    event.listen(engine.sync_engine.pool, "connect", install, once=True)
 
 
 def _same(session: AsyncSession) -> AsyncSession:

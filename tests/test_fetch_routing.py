@@ -16,6 +16,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.testing import TestClient
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from litestar_db import DatabaseConfig, DatabasePlugin, PoolConfig, ReadWriteConfig, ReplicaConfig, get_database
 from litestar_db.litestar.guards import primary
@@ -54,6 +55,20 @@ async def write_then_fetch(db_session: NamedDependency[AsyncSession]) -> dict[st
     await db_session.execute(text("INSERT INTO note (body) VALUES ('from a GET')"))
     await db_session.commit()  # the session wrote: the request's reads stay on the primary
     return await where()
+
+
+@post("/notes/core", status_code=201)
+async def add_note_core(data: JSONBody[dict[str, str]]) -> None:
+    """A write through a Core connection, outside the request session."""
+    async with get_database().connection() as conn:
+        await conn.execute(text("INSERT INTO note (body) VALUES (:b)"), {"b": data["body"]})
+
+
+@post("/notes/engine", status_code=201)
+async def add_note_engine(db_engine: NamedDependency[AsyncEngine], data: JSONBody[dict[str, str]]) -> None:
+    """A write through the ``db_engine`` dependency."""
+    async with db_engine.begin() as conn:
+        await conn.execute(text("INSERT INTO note (body) VALUES (:b)"), {"b": data["body"]})
 
 
 @websocket("/ws-primary", guards=[primary])
@@ -110,3 +125,23 @@ async def test_session_free_reads_follow_guards_tokens_and_earlier_writes(notes_
     assert without_token == {"port": replica_port, "standby": True, "notes": 0}  # the stale replica: routing works
     assert guarded == {"port": primary_port, "standby": False, "notes": 1}
     assert after_write == {"port": primary_port, "standby": False, "notes": 2}
+
+
+@pytest.mark.parametrize("path", ["/notes/core", "/notes/engine"])
+async def test_a_write_outside_the_request_session_earns_a_read_your_writes_token(
+    notes_replica_db: ReplicaDatabase, path: str
+) -> None:
+    """Found by a breaker: a write through ``Database.connection()`` or ``db_engine`` sent no token, so the client's
+    next read went to the stale replica and its own write looked lost."""
+    db = notes_replica_db
+    assert db.cluster.primary is not None
+    app = Litestar([add_note_core, add_note_engine, fetch_where], plugins=[DatabasePlugin(split_config(db))])
+    async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+        db.cluster.pause_replay()
+        try:
+            posted = await client.post(path, json={"body": "a"})
+            seen = (await client.get("/fetch")).json()
+        finally:
+            db.cluster.resume_replay()
+    assert posted.status_code == 201
+    assert seen == {"port": db.cluster.primary.port, "standby": False, "notes": 1}
