@@ -156,6 +156,7 @@ class ConcurrentSessionUseError(DatabaseError):
     )
 
 
+_INVALID_TRANSACTION = "8s2b"  # SQLAlchemy's "Can't reconnect until invalid transaction is rolled back"
 _BY_SQLSTATE: dict[str, type[DatabaseError]] = {
     "23505": ConflictError,
     "23503": ConflictError,
@@ -286,6 +287,10 @@ def translate_error(exc: BaseException, *, retry_after: int | None = None) -> Da
             cls = _BY_SQLITE_CODE.get(name or "", DatabaseError)
             wait = retry_after if issubclass(cls, DatabaseUnavailableError) else None
             return cls(sqlstate=name, retry_after=wait)
+        if isinstance(item, sa_exc.PendingRollbackError) and item.code == _INVALID_TRANSACTION:
+            # the session's connection was lost (or its query cancelled) earlier in the transaction and the code
+            # carried on: the connection is gone, as for the first error
+            return ConnectionLostError(retry_after=retry_after)
         if isinstance(item, sa_exc.IllegalStateChangeError):
             return ConcurrentSessionUseError()
         if isinstance(item, sa_exc.ResourceClosedError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -76,6 +78,31 @@ async def terminated(db_session: NamedDependency[AsyncSession], pg: NamedDepende
     return {"pid": pid}
 
 
+@get("/terminated-caught")
+async def terminated_caught(db_session: NamedDependency[AsyncSession], pg: NamedDependency[str]) -> dict[str, int]:
+    """C01's neighbour: the handler catches the lost connection and carries on with another statement."""
+    pid = (await db_session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    killer = await asyncpg.connect(pg)
+    try:
+        await killer.execute("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await killer.close()
+    with contextlib.suppress(Exception):
+        await db_session.execute(text("SELECT 1"))
+    await db_session.execute(text("SELECT 2"))
+    return {"pid": pid}
+
+
+@get("/cancelled-then-continued")
+async def cancelled_then_continued(db_session: NamedDependency[AsyncSession]) -> dict[str, bool]:
+    """A query cancelled by the handler's own timeout, then another statement on the same session."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await db_session.execute(text("SELECT pg_sleep(3)"))
+    await db_session.execute(text("SELECT 1"))
+    return {"done": True}
+
+
 @get("/healthy")
 async def healthy(db_session: NamedDependency[AsyncSession]) -> dict[str, int]:
     return {"one": (await db_session.execute(text("SELECT 1"))).scalar_one()}
@@ -90,6 +117,8 @@ HANDLERS = [
     _stmt("/syntax", "SELEC secret_column FROM account WHERE email = 'a@example.com'"),
     get_gadget,
     terminated,
+    terminated_caught,
+    cancelled_then_continued,
     healthy,
 ]
 
@@ -161,6 +190,19 @@ async def test_c01_backend_terminated_mid_transaction(client: AsyncTestClient[Li
         again = await client.get("/healthy")
         assert again.status_code == 200, again.text
         assert "invalid transaction" not in again.text
+    await assert_nothing_left(pg_url)
+
+
+@pytest.mark.parametrize("path", ["/terminated-caught", "/cancelled-then-continued"])
+async def test_a_statement_after_a_lost_connection_is_503_too(
+    client: AsyncTestClient[Litestar], pg_url: str, path: str
+) -> None:
+    """Found by a breaker: the next statement raised SQLAlchemy's PendingRollbackError, answered as a bare 500."""
+    response = await client.get(path)
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "ConnectionLostError"
+    assert response.headers["retry-after"] == "5"
+    assert (await client.get("/healthy")).status_code == 200
     await assert_nothing_left(pg_url)
 
 
