@@ -65,15 +65,21 @@ async def get_gadget(gadget_id: FromPath[int], db_session: NamedDependency[Async
     return {"name": gadget.name}
 
 
-@get("/terminated")
-async def terminated(db_session: NamedDependency[AsyncSession], pg: NamedDependency[str]) -> dict[str, int]:
-    """C01: the backend is killed by the server while the handler is inside a transaction."""
-    pid = (await db_session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+async def _terminate_backend(db_session: AsyncSession, pg: str) -> int:
+    """Start the session's transaction, then have the server terminate its backend; returns the backend's pid."""
+    pid: int = (await db_session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
     killer = await asyncpg.connect(pg)
     try:
         await killer.execute("SELECT pg_terminate_backend($1)", pid)
     finally:
         await killer.close()
+    return pid
+
+
+@get("/terminated")
+async def terminated(db_session: NamedDependency[AsyncSession], pg: NamedDependency[str]) -> dict[str, int]:
+    """C01: the backend is killed by the server while the handler is inside a transaction."""
+    pid = await _terminate_backend(db_session, pg)
     await db_session.execute(text("SELECT 1"))
     return {"pid": pid}
 
@@ -81,12 +87,7 @@ async def terminated(db_session: NamedDependency[AsyncSession], pg: NamedDepende
 @get("/terminated-caught")
 async def terminated_caught(db_session: NamedDependency[AsyncSession], pg: NamedDependency[str]) -> dict[str, int]:
     """C01's neighbour: the handler catches the lost connection and carries on with another statement."""
-    pid = (await db_session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-    killer = await asyncpg.connect(pg)
-    try:
-        await killer.execute("SELECT pg_terminate_backend($1)", pid)
-    finally:
-        await killer.close()
+    pid = await _terminate_backend(db_session, pg)
     with contextlib.suppress(Exception):
         await db_session.execute(text("SELECT 1"))
     await db_session.execute(text("SELECT 2"))
