@@ -53,7 +53,39 @@ def parse_url(raw: str, field_name: str) -> URL:
         mask_url(raw),
         "scheme must be postgresql or sqlite",
     )
+    if backend != "sqlite":
+        _check_postgresql_query(url, field_name, raw)
     return url
+
+
+# Query parameters SQLAlchemy's asyncpg dialect passes on as asyncpg.connect() keywords (and litestar_db's own
+# ``pgbouncer``); ``sslmode`` (libpq's name, in the URLs hosting providers hand out) is passed on as ``ssl``.
+_ASYNCPG_QUERY = frozenset(
+    {"ssl", "sslmode", "pgbouncer", "prepared_statement_cache_size", "target_session_attrs", "direct_tls", "passfile"}
+)
+_SSL_MODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
+_LIBPQ_HINTS = {
+    "connect_timeout": "connection.connect_timeout",
+    "application_name": "connection.application_name",
+    "options": "statement_timeout, or ALTER ROLE … SET for other settings",
+}
+
+
+def _check_postgresql_query(url: URL, field_name: str, raw: str) -> None:
+    """Refuse what asyncpg would only reject at the first connection (every request a 500)."""
+    for key, value in url.query.items():
+        if key not in _ASYNCPG_QUERY:
+            hint = _LIBPQ_HINTS.get(key)
+            where = f"; use {hint}" if hint else ""
+            reason = f"query parameter {key!r} is a libpq option that asyncpg does not take{where}"
+            raise ConfigurationError(field_name, mask_url(raw), reason)
+        if key in ("ssl", "sslmode"):
+            check(
+                value in _SSL_MODES,
+                field_name,
+                mask_url(raw),
+                f"{key} must be one of {', '.join(sorted(_SSL_MODES))}",
+            )
 
 
 def mask_url(raw: str) -> str:
@@ -67,4 +99,7 @@ def driver_url(url: URL) -> URL:
     query = {k: v for k, v in url.query.items() if k != "pgbouncer"}
     if url.get_backend_name() == "sqlite":
         return url.set(drivername="sqlite+aiosqlite", query=query)
+    if "sslmode" in query:  # libpq's name; asyncpg's is ssl, with the same modes
+        query.setdefault("ssl", query.pop("sslmode"))
+        query.pop("sslmode", None)
     return url.set(drivername="postgresql+asyncpg", query=query)

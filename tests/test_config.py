@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 
 from litestar_db import (
     ConfigurationError,
     ConnectionConfig,
     CredentialsConfig,
+    Database,
     DatabaseConfig,
     DatabaseType,
     PoolConfig,
@@ -35,6 +37,13 @@ SECRET = "s3cr3t-pa55"
         (lambda: DatabaseConfig(url=f"mysql://app:{SECRET}@db/x"), "url"),
         (lambda: DatabaseConfig(url=f"postgresql://app:{SECRET}@db:notaport/x"), "url"),
         (lambda: DatabaseConfig(url="not a url at all"), "url"),
+        (lambda: DatabaseConfig(url=f"postgresql://app:{SECRET}@db/x?connect_timeout=5"), "url"),
+        (lambda: DatabaseConfig(url=f"postgresql://app:{SECRET}@db/x?options=-c%20search_path%3Dy"), "url"),
+        (lambda: DatabaseConfig(url=f"postgresql://app:{SECRET}@db/x?sslmode=required"), "url"),
+        (
+            lambda: ReplicaConfig(url=f"postgresql://app:{SECRET}@replica/x?sslrootcert=/ca.pem"),
+            "read_write.replicas.url",
+        ),
         (lambda: DatabaseConfig(isolation_level="SOMETIMES"), "isolation_level"),
         (lambda: DatabaseConfig(statement_timeout=-1), "statement_timeout"),
         (lambda: ReadWriteConfig(strategy="fastest"), "read_write.strategy"),  # type: ignore[arg-type]
@@ -70,6 +79,12 @@ def test_url_infers_type_and_driver() -> None:
     lite = DatabaseConfig(url="sqlite:///x.db")
     assert lite.type is DatabaseType.SQLITE
     assert lite.sqlalchemy_url().drivername == "sqlite+aiosqlite"
+
+
+def test_libpq_sslmode_becomes_asyncpgs_ssl() -> None:
+    """The URL form hosting providers hand out (``?sslmode=require``) reaches asyncpg as ``ssl``, the same modes."""
+    url = DatabaseConfig(url="postgresql://u@h/d?sslmode=verify-full&pgbouncer=true").sqlalchemy_url()
+    assert dict(url.query) == {"ssl": "verify-full"}
 
 
 def test_parts_build_asyncpg_url() -> None:
@@ -128,3 +143,16 @@ def test_read_write_split_requires_postgresql() -> None:
             url="sqlite:///x.db",
             read_write=ReadWriteConfig(enable_read_write_split=True, replicas=(ReplicaConfig(url="postgresql://r/d"),)),
         )
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("mode", ["disable", "prefer"])
+async def test_a_url_with_sslmode_connects(pg_url: str, mode: str) -> None:
+    """Found by a breaker: ``?sslmode=`` passed validation, then every connection failed with a TypeError."""
+    db = Database(DatabaseConfig(url=f"{pg_url}?sslmode={mode}"))
+    try:
+        async with db.engine.connect() as conn:
+            ssl = (await conn.execute(text("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"))).scalar()
+    finally:
+        await db.dispose()
+    assert ssl is False  # the test server has no certificate: both modes connect without TLS
