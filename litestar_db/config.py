@@ -302,7 +302,8 @@ class DatabaseConfig:
     echo: bool = False
     """Log every SQL statement (SQLAlchemy ``echo``)."""
     statement_timeout: float | None = None
-    """PostgreSQL ``statement_timeout`` in seconds for every session; ``None`` keeps the server default."""
+    """PostgreSQL ``statement_timeout`` in seconds (at least 0.001) for every session; ``None`` keeps the server
+    default. Not with PgBouncer, which does not pass startup parameters on (set it per role there)."""
     isolation_level: str | None = None
     """Default isolation level of every transaction (``"READ COMMITTED"``, ``"SERIALIZABLE"``, …)."""
     slow_query_seconds: float = 0.5
@@ -331,6 +332,12 @@ class DatabaseConfig:
             if pgbouncer in ("1", "true", "yes", "on"):
                 object.__setattr__(self, "connection", replace(self.connection, pgbouncer=True))
         positive(self.statement_timeout, "statement_timeout", optional=True)
+        timeout = self.statement_timeout
+        check(timeout is None or timeout >= 0.001, "statement_timeout", timeout, "below 1 ms, PostgreSQL's unit")
+        if timeout is not None and self.connection.pgbouncer:
+            # sent as a startup parameter, which PgBouncer drops (ignore_startup_parameters) or refuses
+            reason = "PgBouncer does not pass it on; set it per role (ALTER ROLE … SET statement_timeout)"
+            raise ConfigurationError("statement_timeout", timeout, reason)
         positive(self.slow_query_seconds, "slow_query_seconds", allow_zero=True)
         level = self.isolation_level
         check(level is None or level.upper() in _ISOLATION_LEVELS, "isolation_level", level, "unknown isolation level")
@@ -358,14 +365,7 @@ class DatabaseConfig:
             return driver_url(parse_url(self.url, "url"))
         if self.type is DatabaseType.SQLITE:
             return URL.create("sqlite+aiosqlite", database=self.connection.database)
-        return URL.create(
-            "postgresql+asyncpg",
-            username=self.credentials.username,
-            password=self.credentials.password,
-            host=self.connection.host,
-            port=self.connection.port,
-            database=self.connection.database,
-        )
+        return _asyncpg_url(self.connection, self.credentials)
 
     def replica_url(self, replica: ReplicaConfig) -> URL:
         """The SQLAlchemy URL of ``replica`` (credentials default to the primary's).
@@ -375,17 +375,9 @@ class DatabaseConfig:
         """
         if replica.url is not None:
             return driver_url(parse_url(replica.url, "read_write.replicas.url"))
-        conn = replica.connection or self.connection
         primary = self.sqlalchemy_url()
         creds = replica.credentials or CredentialsConfig(primary.username, primary.password)
-        return URL.create(
-            "postgresql+asyncpg",
-            username=creds.username,
-            password=creds.password,
-            host=conn.host,
-            port=conn.port,
-            database=conn.database,
-        )
+        return _asyncpg_url(replica.connection or self.connection, creds)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> DatabaseConfig:
@@ -414,3 +406,14 @@ class DatabaseConfig:
         kwargs = config_kwargs_from_env(env)
         kwargs.update(overrides)
         return cls(**kwargs)
+
+
+def _asyncpg_url(connection: ConnectionConfig, credentials: CredentialsConfig) -> URL:
+    return URL.create(
+        "postgresql+asyncpg",
+        username=credentials.username,
+        password=credentials.password,
+        host=connection.host,
+        port=connection.port,
+        database=connection.database,
+    )

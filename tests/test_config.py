@@ -46,6 +46,11 @@ SECRET = "s3cr3t-pa55"
         ),
         (lambda: DatabaseConfig(isolation_level="SOMETIMES"), "isolation_level"),
         (lambda: DatabaseConfig(statement_timeout=-1), "statement_timeout"),
+        (lambda: DatabaseConfig(statement_timeout=0.0004), "statement_timeout"),  # would round to 0 ms: off
+        (
+            lambda: DatabaseConfig(url="postgresql://u@pgbouncer/d?pgbouncer=true", statement_timeout=5),
+            "statement_timeout",
+        ),
         (lambda: ReadWriteConfig(strategy="fastest"), "read_write.strategy"),  # type: ignore[arg-type]
         (lambda: ReplicaConfig(url="postgresql://r/db", weight=0), "read_write.replicas.weight"),
     ],
