@@ -150,7 +150,8 @@ async def run_in_transaction(
 
     Retried on serialization failure (40001), deadlock (40P01) and a connection lost before COMMIT, with
     exponential backoff and full jitter (tenacity's ``wait_random_exponential``). Never retried after an
-    ambiguous commit. The 1-based attempt number is in ``session.info[ATTEMPT_KEY]``; retries are counted in
+    ambiguous commit, nor once ``fn`` itself committed part of its work (``await session.commit()``), which a
+    retry would repeat. The 1-based attempt number is in ``session.info[ATTEMPT_KEY]``; retries are counted in
     ``get_stats().transactions_retried``.
 
     Args:
@@ -169,6 +170,14 @@ async def run_in_transaction(
         DatabaseError: any other translated database failure.
     """
     retry_after = db.config.health.retry_after_seconds
+    committed = [False]  # the current attempt's unit committed part of its work itself (session.commit())
+
+    def mark_committed(session: Any) -> None:
+        committed[0] = True
+
+    def may_retry(exc: BaseException) -> bool:
+        # re-running a unit that already committed would repeat what it committed
+        return not committed[0] and is_retryable(exc)
 
     def before_sleep(state: RetryCallState) -> None:
         db.counters_retried()
@@ -177,7 +186,7 @@ async def run_in_transaction(
     retrying = AsyncRetrying(
         stop=stop_after_attempt(retries + 1),
         wait=wait_random_exponential(multiplier=backoff_seconds, max=max_backoff_seconds),
-        retry=retry_if_exception(is_retryable),
+        retry=retry_if_exception(may_retry),
         before_sleep=before_sleep,
         reraise=True,
     )
@@ -186,6 +195,8 @@ async def run_in_transaction(
             with attempt:
                 async with db.session() as session:
                     session.info[ATTEMPT_KEY] = attempt.retry_state.attempt_number
+                    committed[0] = False
+                    event.listen(session.sync_session, "after_commit", mark_committed)
                     # transaction() blocks opened by the unit join it as SAVEPOINTs (same task only)
                     token = current_unit.set((functools.partial(_same, session), asyncio.current_task(), False))
                     try:
@@ -193,6 +204,7 @@ async def run_in_transaction(
                             result = await fn(session)
                     finally:
                         current_unit.reset(token)
+                        event.remove(session.sync_session, "after_commit", mark_committed)
                 return result
     except DatabaseError as exc:
         if isinstance(exc, TransactionConflictError) and exc.retry_after is None:

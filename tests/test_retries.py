@@ -104,6 +104,24 @@ async def test_c10_deadlock_loser_is_retried_and_both_succeed(db: Database, acco
     assert rows[0]["total"] == 2000
 
 
+async def test_a_unit_that_committed_part_of_its_work_is_not_re_run(db: Database, accounts: str) -> None:
+    """Found by a breaker: a unit that committed, then hit a serialization failure, was re-run from the start, so
+    what it had committed was written twice."""
+    await pg_execute(accounts, "CREATE TABLE audit (id serial PRIMARY KEY, what text NOT NULL)")
+    attempts: list[int] = []
+
+    async def unit(session: AsyncSession) -> None:
+        attempts.append(session.info[ATTEMPT_KEY])
+        await session.execute(text("INSERT INTO audit (what) VALUES ('charge card')"))
+        await session.commit()  # a service method committing its part
+        await session.execute(text("DO $$ BEGIN RAISE EXCEPTION 'write skew' USING ERRCODE = '40001'; END $$"))
+
+    with pytest.raises(SerializationFailureError):
+        await db.run_in_transaction(unit, retries=3)
+    assert attempts == [1]
+    assert [r["what"] for r in await pg_execute(accounts, "SELECT what FROM audit")] == ["charge card"]
+
+
 async def test_connection_lost_during_commit_is_never_retried(db: Database, accounts: str) -> None:
     """A deferred trigger kills the backend inside COMMIT: the outcome is unknown, so no second attempt."""
     await pg_execute(
