@@ -116,14 +116,14 @@ async def atomic(session: _S, isolation_level: str | None = None, *, savepoint: 
         nested = await session.begin_nested()
         try:
             yield session
+            if nested.is_active:
+                await nested.commit()  # flushes what the block left pending: a constraint may fail only here
         except BaseException:
             # ACTIVE, or DEACTIVE after a failed flush (is_active is False then, but the SAVEPOINT must still be
             # rolled back, else the whole session stays in "pending rollback")
             if nested.is_active or session.sync_session.get_nested_transaction() is nested.sync_transaction:
                 await nested.rollback()
             raise
-        if nested.is_active:
-            await nested.commit()
         return
     await session.begin()
     if isolation_level is not None:

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from litestar_db import Database, DatabaseConfig, DatabasePlugin, run_in_transaction, transaction
+from litestar_db import ConflictError, Database, DatabaseConfig, DatabasePlugin, run_in_transaction, transaction
 
 
 class Base(DeclarativeBase):
@@ -77,7 +77,20 @@ async def read_then_service(db_session: NamedDependency[AsyncSession]) -> list[s
     return before
 
 
-ROUTES = [both, inner_fails, same_row, read_then_service]
+@post("/duplicate-handled", status_code=201)
+async def duplicate_handled(db_session: NamedDependency[AsyncSession]) -> str:
+    """The documented way to handle a conflict in a handler and carry on: the block raises ConflictError."""
+    db_session.add(Row(label="before"))
+    await db_session.flush()
+    try:
+        async with transaction() as session:
+            session.add(Row(id=1, label="duplicate key"))
+    except ConflictError as exc:
+        return type(exc).__name__
+    return "no conflict"
+
+
+ROUTES = [both, inner_fails, same_row, read_then_service, duplicate_handled]
 
 
 @pytest.fixture
@@ -131,6 +144,14 @@ async def test_a_get_whose_service_writes_commits_it_with_the_request(database: 
     assert response.status_code == 200
     assert response.json() == ["seed"]
     assert await _labels(database) == ["seed", "from a GET"]
+
+
+async def test_a_conflict_in_a_block_is_caught_and_the_request_goes_on(database: Database, db_url: str) -> None:
+    app = Litestar(ROUTES, plugins=[DatabasePlugin(DatabaseConfig(url=db_url))])
+    async with AsyncTestClient(app) as client:
+        response = await client.post("/duplicate-handled")
+    assert (response.status_code, response.text) == (201, "ConflictError")
+    assert await _labels(database) == ["seed", "before"]
 
 
 async def test_a_transaction_inside_a_retried_unit_is_a_savepoint_of_it(database: Database) -> None:

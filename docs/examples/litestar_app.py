@@ -50,7 +50,8 @@ async def user_by_email(db_session: NamedDependency[AsyncSession], email: FromQu
 @post("/users")
 async def create_user(db_session: NamedDependency[AsyncSession], data: JSONBody[UserIn]) -> UserOut:
     """No commit() and no duplicate check: the request transaction commits on 201, and the unique
-    constraint on ``email`` turns a duplicate into 409 Conflict (the flush raises ConflictError)."""
+    constraint on ``email`` turns a duplicate into 409 Conflict (the flush raises SQLAlchemy's IntegrityError, which
+    the plugin answers as ConflictError)."""
     user = User(email=data.email, name=data.name)
     db_session.add(user)
     await db_session.flush()  # sends the INSERT now, so the id is known
