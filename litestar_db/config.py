@@ -303,7 +303,8 @@ class DatabaseConfig:
     """Log every SQL statement (SQLAlchemy ``echo``)."""
     statement_timeout: float | None = None
     """PostgreSQL ``statement_timeout`` in seconds (at least 0.001) for every session; ``None`` keeps the server
-    default. Not with PgBouncer, which does not pass startup parameters on (set it per role there)."""
+    default. Each call is also bounded on the client (asyncpg's ``command_timeout``, 2 s more), for a server that
+    stops answering: 503. Not with PgBouncer, which does not pass startup parameters on (set it per role there)."""
     isolation_level: str | None = None
     """Default isolation level of every transaction (``"READ COMMITTED"``, ``"SERIALIZABLE"``, …)."""
     slow_query_seconds: float = 0.5

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import uuid
 from typing import Any
 
@@ -14,7 +16,17 @@ from sqlalchemy.pool import NullPool, StaticPool
 from litestar_db.config import DatabaseConfig, PoolConfig
 from litestar_db.instrument import InstrumentedQueuePool
 
-__all__ = ("connection_options_engine", "create_engine_for", "engine_kwargs", "isolation_level_engine")
+__all__ = (
+    "COMMAND_TIMEOUT_GRACE_SECONDS",
+    "connection_options_engine",
+    "create_engine_for",
+    "engine_kwargs",
+    "isolation_level_engine",
+)
+
+
+COMMAND_TIMEOUT_GRACE_SECONDS = 2.0
+"""How long after ``statement_timeout`` the client gives up on a server that sent nothing back (seconds)."""
 
 
 def _pgbouncer_statement_name() -> str:
@@ -62,9 +74,12 @@ def engine_kwargs(config: DatabaseConfig, url: URL, pool: PoolConfig, *, null_po
         "application_name": config.connection.application_name or "litestar_db",
         "standard_conforming_strings": "on",
     }
+    connect_args: dict[str, Any] = {"server_settings": server_settings, "timeout": config.connection.connect_timeout}
     if config.statement_timeout is not None:
         server_settings["statement_timeout"] = str(int(config.statement_timeout * 1000))
-    connect_args: dict[str, Any] = {"server_settings": server_settings, "timeout": config.connection.connect_timeout}
+        # the client-side bound (asyncpg's per-call timeout) for a server that stops answering (frozen, network
+        # blackhole), where the server-side timeout never fires: asyncio.TimeoutError, answered as 503
+        connect_args["command_timeout"] = config.statement_timeout + COMMAND_TIMEOUT_GRACE_SECONDS
     if config.connection.pgbouncer:
         connect_args.update(statement_cache_size=0, prepared_statement_cache_size=0)
         connect_args["prepared_statement_name_func"] = _pgbouncer_statement_name
@@ -116,11 +131,13 @@ def create_engine_for(
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
     elif pool.pre_ping and engine.dialect.driver == "asyncpg":
-        engine.sync_engine.dialect.do_ping = _asyncpg_ping  # type: ignore[method-assign]  # this engine's dialect
+        # this engine's dialect; bounded like a new connection, so a frozen server cannot hang a checkout
+        ping = functools.partial(_asyncpg_ping, timeout=config.connection.connect_timeout)
+        engine.sync_engine.dialect.do_ping = ping  # type: ignore[method-assign]
     return engine
 
 
-def _asyncpg_ping(dbapi_connection: Any) -> bool:
+def _asyncpg_ping(dbapi_connection: Any, timeout: float | None = None) -> bool:
     """``pool.pre_ping`` on asyncpg in one round trip: ``SELECT 1`` over the simple-query protocol.
 
     SQLAlchemy's asyncpg ping runs ``;`` as a prepared statement inside ``BEGIN`` … ``ROLLBACK``, three round trips
@@ -134,15 +151,17 @@ def _asyncpg_ping(dbapi_connection: Any) -> bool:
         sqlalchemy.dialects.postgresql.asyncpg.AsyncAdapt_asyncpg_dbapi.Error: the driver's error, translated by
             the adapter as its own ping does, so the pool can tell a dead connection (which it replaces).
     """
-    try:
-        dbapi_connection.run_async(_select_one)  # AdaptedConnection.run_async: SQLAlchemy's bridge for pool hooks
+    try:  # AdaptedConnection.run_async: SQLAlchemy's bridge for pool hooks
+        dbapi_connection.run_async(functools.partial(_select_one, deadline=timeout))
     except Exception as error:
         dbapi_connection._handle_exception(error)
     return True
 
 
-async def _select_one(driver_connection: Any) -> None:
-    await driver_connection.execute("SELECT 1")  # no arguments: asyncpg's simple-query protocol
+async def _select_one(driver_connection: Any, deadline: float | None = None) -> None:
+    """``SELECT 1`` with no arguments (asyncpg's simple-query protocol), within ``deadline`` seconds."""
+    async with asyncio.timeout(deadline):
+        await driver_connection.execute("SELECT 1")
 
 
 def _sqlite_on_connect(dbapi_conn: Any, record: Any) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 
@@ -118,6 +120,20 @@ async def siblings(
     return {"author_id": author_id, "count": count}
 
 
+FROZEN: list[int] = []
+
+
+@get("/freeze-backend")
+async def freeze_backend(db_session: NamedDependency[AsyncSession]) -> dict[str, bool]:
+    """The server stops answering on this connection mid-request (SIGSTOP of its backend: a hung host or a network
+    blackhole, where no server-side timeout ever fires)."""
+    pid = (await db_session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    os.kill(pid, signal.SIGSTOP)
+    FROZEN.append(pid)
+    await db_session.execute(text("SELECT 1"))
+    return {"answered": True}
+
+
 @get("/cancelled")
 async def cancelled(db_session: NamedDependency[AsyncSession]) -> dict[str, bool]:
     """A query abandoned mid-flight (timeout/cancellation inside the handler)."""
@@ -150,7 +166,8 @@ async def author_with_books(author_id: FromPath[int], db_session: NamedDependenc
     return await db_session.get_one(Author, author_id)  # books not loaded: the DTO touches them while serialising
 
 
-HANDLERS = [slow_stream, plain, hold, gather, siblings, cancelled, create_author, lazy_books, author_with_books]
+HANDLERS = [slow_stream, plain, hold, gather, siblings, freeze_backend, cancelled]
+HANDLERS += [create_author, lazy_books, author_with_books]
 
 
 @pytest.fixture
@@ -167,8 +184,12 @@ async def schema(pg_url: str) -> str:
     return pg_url
 
 
-def app_for(url: str, **pool: float) -> Litestar:
-    config = DatabaseConfig(url=url, pool=PoolConfig(**pool) if pool else PoolConfig())  # type: ignore[arg-type]
+def app_for(url: str, statement_timeout: float | None = None, **pool: float) -> Litestar:
+    config = DatabaseConfig(
+        url=url,
+        pool=PoolConfig(**pool) if pool else PoolConfig(),  # type: ignore[arg-type]
+        statement_timeout=statement_timeout,
+    )
     return Litestar(HANDLERS, plugins=[DatabasePlugin(config)])
 
 
@@ -225,6 +246,27 @@ async def test_sibling_dependencies_sharing_the_session_take_turns(schema: str) 
         assert sorted(row["name"] for row in names) == ["audit", "audit", "from a dependency"]
         assert (await get_database().get_stats()).engines[0].pool.checked_out == 0
         assert await app_connections(schema, "idle in transaction%") == 0
+
+
+async def test_a_server_that_stops_answering_gets_503_not_a_hang(schema: str) -> None:
+    """Found by a breaker: with the backend frozen, the request waited forever (statement_timeout runs on the
+    server). asyncpg's per-call timeout (statement_timeout + 2 s) bounds it; the connection is discarded."""
+    app = app_for(schema, statement_timeout=0.5, min_size=1, max_size=2)
+    try:
+        async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as c:
+            started = time.monotonic()
+            response = await c.get("/freeze-backend")
+            waited = time.monotonic() - started
+            assert response.status_code == 503, response.text
+            assert response.json()["error"] == "ConnectionLostError"
+            assert response.headers["retry-after"] == "5"
+            assert waited < 10
+            assert (await c.get("/plain")).status_code == 200
+    finally:
+        for pid in FROZEN:
+            os.kill(pid, signal.SIGCONT)
+        await pg_execute(schema, "SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", FROZEN)
+        FROZEN.clear()
 
 
 async def test_pool_exhaustion_answers_503_at_the_deadline(schema: str) -> None:

@@ -13,7 +13,11 @@ DESCRIPTIONS: dict[str, str] = {
     "DatabaseConfig.read_write": "读写分离（只读副本路由）。",
     "DatabaseConfig.url": "上面几项的简写；其中的密码永远不会被打印。",
     "DatabaseConfig.echo": "记录每一条 SQL（SQLAlchemy 的 ``echo``）。",
-    "DatabaseConfig.statement_timeout": "每个会话的 PostgreSQL ``statement_timeout``，单位秒；``None`` 表示沿用服务器设置。",
+    "DatabaseConfig.statement_timeout": (
+        "每个会话的 PostgreSQL ``statement_timeout``，单位秒（至少 0.001）；``None`` 表示沿用服务器设置。"
+        "每次调用在客户端也有上限（asyncpg 的 ``command_timeout``，多 2 秒），用于服务器不再应答的情况：503。"
+        "不能与 PgBouncer 一起使用，因为它不转发启动参数（请按角色设置）。"
+    ),
     "DatabaseConfig.isolation_level": '所有事务的默认隔离级别（``"READ COMMITTED"``、``"SERIALIZABLE"`` 等）。',
     "DatabaseConfig.slow_query_seconds": "执行时间超过此值（秒）的语句计为慢查询。",
     "DatabaseConfig.statement_stats": "统计语句数、错误数、慢查询、提交与回滚（通过方言的执行钩子，每个请求只需几微秒 CPU，见 :mod:`litestar_db.instrument`）；连接池数据始终保留。",

@@ -1,8 +1,9 @@
 """Exception handlers: database errors become the right HTTP status, never a leak of SQL or parameters.
 
 Installed by :class:`~litestar_db.litestar.plugin.DatabasePlugin` for :class:`~litestar_db.errors.DatabaseError`,
-SQLAlchemy's and advanced-alchemy's exceptions and connection errors; an app's own handler for any of these
-classes (or for a status code) wins, because the plugin only fills in keys the app did not set.
+SQLAlchemy's and advanced-alchemy's exceptions, connection errors and timeouts (the driver's only); an app's own
+handler for any of these classes (or for a status code) wins, because the plugin only fills in keys the app did not
+set.
 """
 
 from __future__ import annotations
@@ -96,8 +97,11 @@ def exception_handlers() -> dict[type[Exception], Any]:
     """The handlers the plugin installs, keyed by exception class.
 
     Returns:
-        ``{DatabaseError: …, SQLAlchemyError: …, AdvancedAlchemyError: …, ConnectionError: …}``.
+        ``{DatabaseError: …, SQLAlchemyError: …, AdvancedAlchemyError: …, ConnectionError: …, TimeoutError: …}``.
     """
+    # TimeoutError: asyncpg's per-call timeout (a server that stopped answering); any other one is passed to
+    # Litestar's default handling unchanged, like a ConnectionError that is not the database's
     return dict.fromkeys(
-        (DatabaseError, AdvancedAlchemyError, SQLAlchemyError, ConnectionError), database_exception_handler
+        (DatabaseError, AdvancedAlchemyError, SQLAlchemyError, ConnectionError, TimeoutError),
+        database_exception_handler,
     )
