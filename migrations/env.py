@@ -28,7 +28,7 @@ from advanced_alchemy.types import GUID
 from alembic import context
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import sample_project.models  # noqa: F401  (registers the tables in metadata_registry)
+import sample_project.models  # noqa: F401  (registers the tables in metadata_registry; import your models here)
 from litestar_db.config import DatabaseConfig
 from litestar_db.engines import create_engine_for
 
@@ -40,6 +40,8 @@ __all__ = ()
 
 config = context.config
 bind_key: str | None = getattr(config, "bind_key", None)
+# Models on advanced-alchemy's base classes register in metadata_registry. Models on a DeclarativeBase of your own
+# do not: use ``target_metadata = Base.metadata`` (your Base) instead, else autogenerate finds no tables.
 target_metadata = metadata_registry.get(bind_key)
 
 

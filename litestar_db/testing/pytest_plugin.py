@@ -8,11 +8,12 @@ Enable in the root ``conftest.py``::
 that asks for ``replica_db`` gets its own database, created on the primary and visible on every standby before
 the test starts. After each test the standbys are restored (started, replay resumed, no apply delay, caught up)
 so a test that stops or pauses a standby cannot break the next one. Tests are skipped when the PostgreSQL
-server binaries are not installed.
+server binaries are not installed, and fail instead with ``LITESTAR_DB_REQUIRE_REPLICA=1`` (CI).
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ def replicated_cluster() -> Iterator[ReplicatedCluster]:
     try:
         find_pg_bin()
     except RuntimeError as exc:
+        if os.environ.get("LITESTAR_DB_REQUIRE_REPLICA") == "1":  # CI: a skipped replica suite is a failure
+            pytest.fail(str(exc))
         pytest.skip(str(exc))
     cluster = ReplicatedCluster(replicas=1).start()
     try:
