@@ -6,7 +6,9 @@ from advanced_alchemy.exceptions import ImproperConfigurationError
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ("ConfigurationError", "check", "driver_url", "mask_url", "parse_url", "positive")
+__all__ = ("ConfigurationError", "check", "driver_url", "is_token", "mask_url", "parse_url", "positive")
+
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 class ConfigurationError(ImproperConfigurationError, ValueError):
@@ -30,6 +32,11 @@ class ConfigurationError(ImproperConfigurationError, ValueError):
 def check(ok: bool, field_name: str, value: object, reason: str) -> None:
     if not ok:
         raise ConfigurationError(field_name, value, reason)
+
+
+def is_token(value: object) -> bool:
+    """Whether ``value`` is an RFC 9110 token (what a cookie or header name must be)."""
+    return isinstance(value, str) and value != "" and all(c in _TCHAR for c in value)
 
 
 def positive(value: float | None, field_name: str, *, allow_zero: bool = False, optional: bool = False) -> None:

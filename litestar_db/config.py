@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from sqlalchemy.engine import URL
 
+from litestar_db._config_checks import check_database, check_health, check_read_write
 from litestar_db._validation import ConfigurationError, check, driver_url, mask_url, parse_url, positive
 
 __all__ = (
@@ -31,9 +32,6 @@ __all__ = (
     "RequestConfig",
 )
 
-_ISOLATION_LEVELS = frozenset(
-    {"READ UNCOMMITTED", "READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE", "AUTOCOMMIT"},
-)
 RoutingStrategy = Literal["round_robin", "random", "least_lag"]
 
 
@@ -160,7 +158,10 @@ class ReplicaConfig:
         ok = isinstance(self.weight, int) and not isinstance(self.weight, bool) and self.weight >= 1
         check(ok, "read_write.replicas.weight", self.weight, "must be an integer >= 1")
         if self.url is not None:
-            parse_url(self.url, "read_write.replicas.url")
+            backend = parse_url(self.url, "read_write.replicas.url").get_backend_name()
+            check(
+                backend != "sqlite", "read_write.replicas.url", mask_url(self.url), "a replica is a PostgreSQL standby"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,21 +194,7 @@ class ReadWriteConfig:
     """HMAC key signing the token; random per process when ``None`` (set it when running several instances)."""
 
     def __post_init__(self) -> None:
-        replicas = tuple(self.replicas)
-        object.__setattr__(self, "replicas", replicas)
-        for item in replicas:
-            check(isinstance(item, ReplicaConfig), "read_write.replicas", item, "items must be ReplicaConfig")
-        ok_strategy = self.strategy in ("round_robin", "random", "least_lag")
-        check(ok_strategy, "read_write.strategy", self.strategy, "must be round_robin, random or least_lag")
-        positive(self.max_lag_seconds, "read_write.max_lag_seconds", optional=True)
-        positive(self.max_lag_bytes, "read_write.max_lag_bytes", optional=True)
-        positive(self.sticky_seconds, "read_write.sticky_seconds", allow_zero=True)
-        positive(self.failure_cooldown_seconds, "read_write.failure_cooldown_seconds", allow_zero=True)
-        positive(self.monitor_interval_seconds, "read_write.monitor_interval_seconds")
-        transport = self.token_transport
-        check(transport in ("cookie", "header"), "read_write.token_transport", transport, "cookie or header")
-        names = [r.name for r in replicas if r.name]
-        check(len(names) == len(set(names)), "read_write.replicas.name", names, "names must be unique")
+        check_read_write(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +214,12 @@ class RequestConfig:
     lazy_begin: bool = True
     """Requests with ``read_only_methods`` run plain reads without ``BEGIN``/``COMMIT`` and open the transaction at
     their first write (see :mod:`litestar_db.lazy_begin`); only when the default isolation level is READ COMMITTED."""
+
+    def __post_init__(self) -> None:
+        methods = self.read_only_methods
+        ok = not isinstance(methods, str) and all(isinstance(m, str) for m in methods)
+        check(ok, "request.read_only_methods", methods, "must be a tuple of HTTP method names")
+        object.__setattr__(self, "read_only_methods", tuple(m.upper() for m in methods))  # "get" matches GET
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,15 +246,7 @@ class HealthConfig:
     """Litestar guards applied to both health routes (e.g. to keep them on an internal network)."""
 
     def __post_init__(self) -> None:
-        check(self.path.startswith("/"), "health.path", self.path, "must start with '/'")
-        details = self.show_details
-        ok = callable(details) or details in ("always", "never", "authenticated")
-        check(ok, "health.show_details", details, "must be always, never, authenticated or a predicate")
-        object.__setattr__(self, "guards", tuple(self.guards))
-        check(all(callable(g) for g in self.guards), "health.guards", self.guards, "items must be callables")
-        positive(self.cache_seconds, "health.cache_seconds", allow_zero=True)
-        positive(self.probe_timeout_seconds, "health.probe_timeout_seconds")
-        positive(self.retry_after_seconds, "health.retry_after_seconds")
+        check_health(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,18 +317,7 @@ class DatabaseConfig:
             object.__setattr__(self, "type", inferred)
             if pgbouncer in ("1", "true", "yes", "on"):
                 object.__setattr__(self, "connection", replace(self.connection, pgbouncer=True))
-        positive(self.statement_timeout, "statement_timeout", optional=True)
-        timeout = self.statement_timeout
-        check(timeout is None or timeout >= 0.001, "statement_timeout", timeout, "below 1 ms, PostgreSQL's unit")
-        if timeout is not None and self.connection.pgbouncer:
-            # sent as a startup parameter, which PgBouncer drops (ignore_startup_parameters) or refuses
-            reason = "PgBouncer does not pass it on; set it per role (ALTER ROLE … SET statement_timeout)"
-            raise ConfigurationError("statement_timeout", timeout, reason)
-        positive(self.slow_query_seconds, "slow_query_seconds", allow_zero=True)
-        level = self.isolation_level
-        check(level is None or level.upper() in _ISOLATION_LEVELS, "isolation_level", level, "unknown isolation level")
-        if self.read_write.enable_read_write_split and self.type is not DatabaseType.POSTGRESQL:
-            raise ConfigurationError("read_write.enable_read_write_split", True, "replicas need PostgreSQL")
+        check_database(self)
 
     def __repr__(self) -> str:
         where = mask_url(self.url) if self.url else f"{self.connection.host}:{self.connection.port}"

@@ -12,9 +12,11 @@ from litestar_db import (
     Database,
     DatabaseConfig,
     DatabaseType,
+    HealthConfig,
     PoolConfig,
     ReadWriteConfig,
     ReplicaConfig,
+    RequestConfig,
 )
 
 SECRET = "s3cr3t-pa55"
@@ -53,6 +55,19 @@ SECRET = "s3cr3t-pa55"
         ),
         (lambda: ReadWriteConfig(strategy="fastest"), "read_write.strategy"),  # type: ignore[arg-type]
         (lambda: ReplicaConfig(url="postgresql://r/db", weight=0), "read_write.replicas.weight"),
+        (lambda: ReplicaConfig(url="sqlite:///replica.db"), "read_write.replicas.url"),
+        (lambda: ReadWriteConfig(enable_read_write_split=True), "read_write.replicas"),
+        (
+            lambda: ReadWriteConfig(replicas=(ReplicaConfig(url="postgresql://r/db"),)),
+            "read_write.enable_read_write_split",
+        ),
+        (lambda: ReadWriteConfig(token_name="a;b"), "read_write.token_name"),
+        (lambda: ReadWriteConfig(token_secret=""), "read_write.token_secret"),
+        (lambda: HealthConfig(retry_after_seconds=2.5), "health.retry_after_seconds"),  # type: ignore[arg-type]
+        (lambda: HealthConfig(path=None), "health.path"),  # type: ignore[arg-type]
+        (lambda: DatabaseConfig(isolation_level=123), "isolation_level"),  # type: ignore[arg-type]
+        (lambda: DatabaseConfig(url="postgresql://app@db/x", credentials=CredentialsConfig("app", SECRET)), "url"),
+        (lambda: DatabaseConfig(url="postgresql://app@db/x", connection=ConnectionConfig(host="other")), "url"),
     ],
 )
 def test_invalid_field_names_field_and_hides_password(build: object, field: str) -> None:
@@ -84,6 +99,10 @@ def test_url_infers_type_and_driver() -> None:
     lite = DatabaseConfig(url="sqlite:///x.db")
     assert lite.type is DatabaseType.SQLITE
     assert lite.sqlalchemy_url().drivername == "sqlite+aiosqlite"
+
+
+def test_read_only_methods_match_in_any_case() -> None:
+    assert RequestConfig(read_only_methods=("get", "Head")).read_only_methods == ("GET", "HEAD")
 
 
 def test_libpq_sslmode_becomes_asyncpgs_ssl() -> None:
