@@ -31,7 +31,7 @@ from litestar_db.database import Database
 from litestar_db.health import HealthChecker
 from litestar_db.litestar.exceptions import exception_handlers
 from litestar_db.litestar.health import create_health_controller
-from litestar_db.litestar.provider import RequestSessionProvider
+from litestar_db.litestar.provider import RequestSessionProvider, check_route_options
 from litestar_db.litestar.request import RequestTransactionMiddleware
 from litestar_db.registry import _registry, register_database
 
@@ -126,6 +126,7 @@ class DatabasePlugin(InitPlugin, CLIPlugin):
         Yields:
             While the app runs.
         """
+        check_route_options(app)
         db = Database(self.config)
         self._provider.bind(db)
         register_database(db, self.alias)

@@ -10,20 +10,23 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from litestar import Litestar
 from litestar.types import Scope
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from litestar_db._config_checks import ISOLATION_LEVELS
+from litestar_db._validation import check
 from litestar_db.config import RequestConfig
 from litestar_db.database import Database
 from litestar_db.engines import isolation_level_engine
-from litestar_db.litestar.guards import read_token, routing_mode
+from litestar_db.litestar.guards import OPT_ROUTING, read_token, routing_mode
 from litestar_db.read_only import ReadOnlySession, read_only_sessionmaker
 from litestar_db.read_your_writes import ReadYourWrites
 from litestar_db.replicas import ReplicaRouter
 from litestar_db.routing import RoutingMode, RoutingSession
 from litestar_db.session import AsyncSession
 
-__all__ = ("OPT_AUTOCOMMIT", "OPT_ISOLATION_LEVEL", "RequestSessionProvider")
+__all__ = ("OPT_AUTOCOMMIT", "OPT_ISOLATION_LEVEL", "RequestSessionProvider", "check_route_options")
 
 OPT_AUTOCOMMIT = "db_autocommit"
 """Route ``opt`` key: ``False`` disables the automatic commit for that route."""
@@ -207,3 +210,28 @@ class RequestSessionProvider:
             :class:`~sqlalchemy.ext.asyncio.AsyncEngine`.
         """
         return self.database.engine
+
+
+def check_route_options(app: Litestar) -> None:
+    """Validate every route's litestar_db ``opt`` keys when the app starts, instead of failing each request.
+
+    Raises:
+        ConfigurationError: naming the route and the key: an unknown ``db_isolation_level`` (every request of the
+            route would answer 500), a ``db_autocommit`` that is not a bool (``"false"`` would commit), an unknown
+            ``db_routing``.
+    """
+    for route in app.routes:
+        handlers = getattr(route, "route_handlers", None) or [getattr(route, "route_handler", None)]
+        for handler in handlers:
+            opt = getattr(handler, "opt", None) or {}
+            where = f"route {route.path} ({getattr(handler, 'handler_name', '?')}): opt"
+            level = opt.get(OPT_ISOLATION_LEVEL)
+            ok = level is None or (isinstance(level, str) and level.upper() in ISOLATION_LEVELS)
+            check(ok, f"{where}[{OPT_ISOLATION_LEVEL!r}]", level, "unknown isolation level")
+            autocommit = opt.get(OPT_AUTOCOMMIT)
+            check(
+                autocommit is None or isinstance(autocommit, bool), f"{where}[{OPT_AUTOCOMMIT!r}]", autocommit, "bool"
+            )
+            mode = opt.get(OPT_ROUTING)
+            ok = mode is None or mode in ("replica", "read_only", "primary")
+            check(ok, f"{where}[{OPT_ROUTING!r}]", mode, "must be replica, read_only or primary")
