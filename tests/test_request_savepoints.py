@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
-from litestar import Litestar, get, post
+from litestar import Litestar, WebSocket, get, post, websocket
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 from litestar.params import FromQuery
-from litestar.testing import AsyncTestClient
+from litestar.testing import AsyncTestClient, TestClient
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -90,7 +91,18 @@ async def duplicate_handled(db_session: NamedDependency[AsyncSession]) -> str:
     return "no conflict"
 
 
-ROUTES = [both, inner_fails, same_row, read_then_service, duplicate_handled]
+@websocket("/ws")
+async def per_message(socket: WebSocket[Any, Any, Any]) -> None:
+    """The documented websocket pattern: each message's work in its own transaction(), committed at once."""
+    await socket.accept()
+    label = await socket.receive_text()
+    async with transaction() as session:
+        session.add(Row(label=label))
+    await socket.send_text("saved")
+    await socket.receive_text()  # the socket stays open while the test looks at the table
+
+
+ROUTES = [both, inner_fails, same_row, read_then_service, duplicate_handled, per_message]
 
 
 @pytest.fixture
@@ -152,6 +164,26 @@ async def test_a_conflict_in_a_block_is_caught_and_the_request_goes_on(database:
         response = await client.post("/duplicate-handled")
     assert (response.status_code, response.text) == (201, "ConflictError")
     assert await _labels(database) == ["seed", "before"]
+
+
+async def _labels_at(url: str) -> list[str]:
+    db = Database(DatabaseConfig(url=url))
+    try:
+        return await _labels(db)
+    finally:
+        await db.dispose()
+
+
+def test_a_websocket_message_commits_in_its_own_transaction(database: Database, db_url: str) -> None:
+    """transaction() joins the request only over HTTP: in a websocket it commits when its block ends."""
+    app = Litestar(ROUTES, plugins=[DatabasePlugin(DatabaseConfig(url=db_url))])
+    with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+        ws.send_text("from a socket")
+        assert ws.receive_text() == "saved"
+        with client.portal() as portal:  # read on the app's loop, on a connection of its own
+            labels = portal.call(_labels_at, db_url)  # before the socket closes
+        ws.send_text("bye")
+    assert labels == ["seed", "from a socket"]
 
 
 async def test_a_transaction_inside_a_retried_unit_is_a_savepoint_of_it(database: Database) -> None:
