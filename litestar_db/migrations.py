@@ -17,6 +17,7 @@ connection that has no ``statement_timeout`` (a long DDL or a wait for the lock 
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import traceback
@@ -156,6 +157,18 @@ def alchemy_config_for(config: DatabaseConfig) -> SQLAlchemyAsyncConfig:
     )
 
 
+def _modification_times(path: Path) -> tuple[float, ...]:
+    """The modification times of ``path``, ``path/versions`` and ``path/env.py`` (``-1`` where missing): three
+    ``stat`` calls, which cost microseconds next to loading the revision files."""
+    times = []
+    for item in (path, path / "versions", path / "env.py"):
+        try:
+            times.append(item.stat().st_mtime)
+        except OSError:
+            times.append(-1.0)
+    return tuple(times)
+
+
 def _first_line(exc: BaseException) -> str:
     """The innermost driver error's first line (``exc.orig`` for SQLAlchemy wrappers), without the SQL."""
     inner = root_cause(exc)
@@ -170,7 +183,7 @@ class Migrations:
         config: The database config; ``config.migrations`` gives the directory and version table.
     """
 
-    __slots__ = ("_alchemy", "config")
+    __slots__ = ("_alchemy", "_script", "config")
 
     def __init__(self, config: DatabaseConfig) -> None:
         self.config = config
@@ -178,6 +191,8 @@ class Migrations:
         """Built on first use and kept: its engine is unpooled (a fresh connection per call, closed after it), so
         reusing it costs nothing, while building one per call re-ran the dialect's first-connect queries
         (readiness calls :meth:`status` once per cache interval)."""
+        self._script: tuple[tuple[float, ...], ScriptDirectory] | None = None
+        """The loaded scripts of :meth:`status` and the modification times they were loaded at."""
 
     # -- building blocks -------------------------------------------------------------------------------------
     @property
@@ -214,6 +229,18 @@ class Migrations:
         except Exception as exc:
             msg = f"migrations directory {path} is broken: {_first_line(exc)}"
             raise MigrationScriptError(msg) from exc
+        return script
+
+    async def _loaded_script(self) -> ScriptDirectory:
+        """:meth:`script_directory`, loaded in a worker thread and reused while the directory, ``versions/`` and
+        ``env.py`` keep their modification times: loading every revision file took ~90 ms of the event loop per
+        readiness probe with 400 revisions."""
+        stamp = _modification_times(Path(self.config.migrations.script_location))
+        cached = self._script
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        script = await asyncio.to_thread(self.script_directory)
+        self._script = (stamp, script)
         return script
 
     def _alembic_config(self, alchemy: SQLAlchemyAsyncConfig, connection: Connection | None) -> AlembicCommandConfig:
@@ -299,7 +326,7 @@ class Migrations:
             MigrationScriptError: the migrations directory is missing or broken.
             MigrationConnectionError: the primary cannot be reached.
         """
-        script = self.script_directory()
+        script = await self._loaded_script()
         async with self._connect(lock=False) as (_, conn):
             return await conn.run_sync(lambda sync: self._status_sync(script, sync))
 
