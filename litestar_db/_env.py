@@ -14,7 +14,7 @@ from litestar_db.config import (
     ReplicaConfig,
 )
 
-__all__ = ("DEFAULT_URL", "config_kwargs_from_env")
+__all__ = ("DEFAULT_URL", "ENV_NAMES", "config_kwargs_from_env")
 
 DEFAULT_URL = "sqlite+aiosqlite:///db.sqlite3"
 _T = TypeVar("_T")
@@ -68,6 +68,8 @@ def config_kwargs_from_env(env: Mapping[str, str]) -> dict[str, Any]:
             pool[key] = value
     if "min_size" in pool and "max_size" not in pool:
         pool["max_size"] = pool["min_size"] + 10
+    if "max_size" in pool and "min_size" not in pool:  # a cap alone: the pool keeps its default size under it
+        pool["min_size"] = min(PoolConfig().min_size, pool["max_size"])
     if pool:
         try:
             kwargs["pool"] = PoolConfig(**pool)
@@ -88,7 +90,10 @@ def config_kwargs_from_env(env: Mapping[str, str]) -> dict[str, Any]:
         msg = "set DATABASE_URL to the PostgreSQL primary (the default is SQLite, which has no replicas)"
         raise ConfigurationError("DATABASE_URL", None, msg)
     if replica_urls:
-        replicas = tuple(ReplicaConfig(url=u, name=f"replica{i}") for i, u in enumerate(replica_urls, start=1))
+        try:
+            replicas = tuple(ReplicaConfig(url=u, name=f"replica{i}") for i, u in enumerate(replica_urls, start=1))
+        except ConfigurationError as exc:
+            raise ConfigurationError("DATABASE_REPLICA_URLS", exc.value, str(exc).split(": ", 1)[-1]) from None
         secret = (env.get("DATABASE_TOKEN_SECRET") or "").strip() or None
         kwargs["read_write"] = ReadWriteConfig(enable_read_write_split=True, replicas=replicas, token_secret=secret)
     migrate = _get(env, "DATABASE_MIGRATE_ON_STARTUP", _bool)
@@ -97,10 +102,18 @@ def config_kwargs_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     return kwargs
 
 
+ENV_NAMES = {
+    "pool.min_size": "DATABASE_POOL_SIZE",
+    "pool.max_size": "DATABASE_POOL_MAX_SIZE",
+    "pool.timeout": "DATABASE_POOL_TIMEOUT",
+    "pool.recycle": "DATABASE_POOL_RECYCLE",
+    "url": "DATABASE_URL",
+    "statement_timeout": "DATABASE_STATEMENT_TIMEOUT",
+    "slow_query_seconds": "DATABASE_SLOW_QUERY_SECONDS",
+    "read_write.replicas.url": "DATABASE_REPLICA_URLS",
+}
+"""Config field → the ``DATABASE_*`` variable that sets it (errors name the variable the user set)."""
+
+
 def _env_name(field_name: str) -> str:
-    return {
-        "pool.min_size": "DATABASE_POOL_SIZE",
-        "pool.max_size": "DATABASE_POOL_MAX_SIZE",
-        "pool.timeout": "DATABASE_POOL_TIMEOUT",
-        "pool.recycle": "DATABASE_POOL_RECYCLE",
-    }.get(field_name, field_name)
+    return ENV_NAMES.get(field_name, field_name)

@@ -150,8 +150,10 @@ def test_from_env_defaults_to_sqlite_file() -> None:
         ({"DATABASE_POOL_SIZE": "0", "DATABASE_POOL_MAX_SIZE": "0"}, "DATABASE_POOL_MAX_SIZE"),
         ({"DATABASE_POOL_TIMEOUT": "-3"}, "DATABASE_POOL_TIMEOUT"),
         ({"DATABASE_ECHO": "maybe"}, "DATABASE_ECHO"),
-        ({"DATABASE_URL": f"postgresql://u:{SECRET}@h:99999/d"}, "url"),
+        ({"DATABASE_URL": f"postgresql://u:{SECRET}@h:99999/d"}, "DATABASE_URL"),
         ({"DATABASE_REPLICA_URLS": f"postgresql://u:{SECRET}@r/d"}, "DATABASE_URL"),
+        ({"DATABASE_STATEMENT_TIMEOUT": "0"}, "DATABASE_STATEMENT_TIMEOUT"),
+        ({"DATABASE_URL": "postgresql://u@h/d", "DATABASE_REPLICA_URLS": "sqlite:///r.db"}, "DATABASE_REPLICA_URLS"),
     ],
 )
 def test_from_env_errors_name_the_variable(env: dict[str, str], field: str) -> None:
@@ -159,6 +161,12 @@ def test_from_env_errors_name_the_variable(env: dict[str, str], field: str) -> N
         DatabaseConfig.from_env(env)
     assert info.value.field == field
     assert SECRET not in str(info.value)
+
+
+def test_from_env_a_pool_cap_alone_keeps_the_pool_under_it() -> None:
+    """Found by a breaker: DATABASE_POOL_MAX_SIZE=3 alone failed, naming DATABASE_POOL_SIZE, which was not set."""
+    pool = DatabaseConfig.from_env({"DATABASE_POOL_MAX_SIZE": "3"}).pool
+    assert (pool.min_size, pool.max_size) == (3, 3)
 
 
 def test_read_write_split_requires_postgresql() -> None:
