@@ -152,7 +152,7 @@ def _print_changes(changes: list[PendingMigration], verb: str) -> None:
     for item in changes:
         click.echo(f"{verb} {item.revision}  {item.message or ''}".rstrip())
     if not changes:
-        click.echo("Nothing to do: the database is already there.")
+        click.echo("Nothing to do: the database is already at the target revision.")
 
 
 def _confirm(question: str, no_prompt: bool) -> bool:
