@@ -206,10 +206,12 @@ class Database(MonitoringMixin):
         current = current_unit.get()
         # Child tasks inherit the ContextVar: only the task that opened the outer block nests into it; any other
         # task (asyncio.gather, a task outliving the block) gets its own transaction.
+        outer, request = None, False
         if current is not None and current[1] is asyncio.current_task():
-            outer = current[0]()
+            outer, request = current[0](), current[2]
+        if outer is not None:
             try:
-                async with atomic(outer, isolation_level, savepoint=current[2]) as sess:
+                async with atomic(outer, isolation_level, savepoint=request) as sess:
                     yield sess
             except Exception as exc:  # the savepoint is rolled back; raise the translated error like the outer block
                 self._raise_translated(exc)

@@ -48,12 +48,13 @@ logger = logging.getLogger("litestar_db")
 commit_observer: ContextVar[list[bool] | None] = ContextVar("litestar_db_commit_observer", default=None)
 """Set by a caller that needs to know whether the code it runs committed (the Litestar request, to send a
 read-your-writes token after a commit made outside the request session, e.g. by :func:`transactional`)."""
-current_unit: ContextVar[tuple[Callable[[], AsyncSession], asyncio.Task[Any] | None, bool] | None] = ContextVar(
+current_unit: ContextVar[tuple[Callable[[], AsyncSession | None], asyncio.Task[Any] | None, bool] | None] = ContextVar(
     "litestar_db_current_unit", default=None
 )
 """The unit of work open in this task: ``(get_session, owner_task, is_request)``. A ``transaction()`` opened by
 ``owner_task`` joins it as a SAVEPOINT (Django's nested ``atomic``); ``is_request`` marks the Litestar request's
-transaction, whose session is created on first use and committed by the request."""
+transaction, whose session is created on first use and committed by the request. ``get_session`` returns ``None``
+once that unit is over (a background task or a streamed body after the response started)."""
 ATTEMPT_KEY = "litestar_db.attempt"
 """``session.info`` key holding the 1-based attempt number inside :func:`run_in_transaction`."""
 _T = TypeVar("_T")

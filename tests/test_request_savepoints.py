@@ -11,10 +11,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from litestar import Litestar, WebSocket, get, post, websocket
+from litestar import Litestar, Response, WebSocket, get, post, websocket
+from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 from litestar.params import FromQuery
+from litestar.response import Stream
 from litestar.testing import AsyncTestClient, TestClient
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -102,7 +104,25 @@ async def per_message(socket: WebSocket[Any, Any, Any]) -> None:
     await socket.receive_text()  # the socket stays open while the test looks at the table
 
 
-ROUTES = [both, inner_fails, same_row, read_then_service, duplicate_handled, per_message]
+@post("/then-in-background", status_code=201)
+async def then_in_background(db_session: NamedDependency[AsyncSession]) -> Response[str]:
+    """A background task runs after the response, in the request's task: the request transaction is over, so its
+    transaction() is a transaction of its own (the documented rule for background tasks)."""
+    db_session.add(Row(label="handler"))
+    return Response("accepted", status_code=201, background=BackgroundTask(add_in_service, "background"))
+
+
+@get("/streamed")
+async def streamed() -> Stream:
+    async def body() -> AsyncIterator[str]:
+        await add_in_service("streamed")
+        yield "done"
+
+    return Stream(body())
+
+
+ROUTES = [both, inner_fails, same_row, read_then_service, duplicate_handled, per_message, then_in_background]
+ROUTES += [streamed]
 
 
 @pytest.fixture
@@ -184,6 +204,15 @@ def test_a_websocket_message_commits_in_its_own_transaction(database: Database, 
             labels = portal.call(_labels_at, db_url)  # before the socket closes
         ws.send_text("bye")
     assert labels == ["seed", "from a socket"]
+
+
+async def test_after_the_response_a_transaction_is_its_own(database: Database, db_url: str) -> None:
+    app = Litestar(ROUTES, plugins=[DatabasePlugin(DatabaseConfig(url=db_url))])
+    async with AsyncTestClient(app) as client:
+        posted = await client.post("/then-in-background")
+        body = await client.get("/streamed")
+    assert (posted.status_code, body.text) == (201, "done")
+    assert await _labels(database) == ["seed", "handler", "background", "streamed"]
 
 
 async def test_a_transaction_inside_a_retried_unit_is_a_savepoint_of_it(database: Database) -> None:

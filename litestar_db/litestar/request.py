@@ -206,8 +206,12 @@ class _ResponseStart:
         self._split = split
         self._observed = observed
 
-    def request_session(self) -> AsyncSession:
-        """The request's session (created on first use), for ``transaction()`` blocks joining it."""
+    def request_session(self) -> AsyncSession | None:
+        """The request's session (created on first use), for ``transaction()`` blocks joining it; ``None`` once the
+        response started (its transaction is over: a background task or a streamed body runs on its own)."""
+        unit: RequestUnit | None = self._scope["state"].get(STATE_KEY)
+        if unit is not None and unit.done:
+            return None
         provider = self._middleware._provider
         assert provider is not None
         return provider.provide_session(self._scope)
