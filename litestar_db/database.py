@@ -207,7 +207,8 @@ class Database(MonitoringMixin):
         # Child tasks inherit the ContextVar: only the task that opened the outer block nests into it; any other
         # task (asyncio.gather, a task outliving the block) gets its own transaction.
         outer, request = None, False
-        if current is not None and current[1] is asyncio.current_task():
+        # a block asking for its own isolation level cannot join the request's transaction: it runs on its own
+        if current is not None and current[1] is asyncio.current_task() and not (current[2] and isolation_level):
             outer, request = current[0](), current[2]
         if outer is not None:
             try:

@@ -46,6 +46,24 @@ class LazyBeginSession(SyncSession):
         # Session._is_clean(): what flush() checks, without building the new/dirty/deleted sets
         return not self.began and self._is_clean()
 
+    def leave_autocommit(self) -> None:
+        """Run every later statement in the real transaction (a SAVEPOINT, a server-side cursor need one)."""
+        if not self.began:
+            self.began = True
+            self.drop_bind_connection(self.autocommit_bind)
+
+    def execute(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+        """SQLAlchemy's ``execute``; a streamed result (``AsyncSession.stream()``: a server-side cursor, which
+        PostgreSQL opens only inside a transaction) leaves autocommit first.
+
+        Returns:
+            SQLAlchemy's ``Result``.
+        """
+        options = kw.get("execution_options")
+        if not self.began and options and options.get("stream_results"):
+            self.leave_autocommit()
+        return super().execute(statement, params, **kw)
+
     def get_bind(self, mapper: Any = None, *, clause: Any = None, bind: Any = None, **kw: Any) -> Any:
         """The autocommit engine for plain reads before the first write, the primary's transaction otherwise."""
         if bind is not None:
@@ -53,8 +71,7 @@ class LazyBeginSession(SyncSession):
         if not self.began:
             if not self._flushing and is_autocommit_read(clause):
                 return self.autocommit_bind
-            self.began = True
             # give the autocommit connection back first: it carries no transaction, and keeping it would make the
             # request hold two connections of one pool (a pool of one would wait on itself)
-            self.drop_bind_connection(self.autocommit_bind)
+            self.leave_autocommit()
         return self.bind

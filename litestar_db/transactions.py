@@ -114,6 +114,8 @@ async def atomic(session: _S, isolation_level: str | None = None, *, savepoint: 
                 "in a request, set the route's opt={'db_isolation_level': ...}"
             )
             raise ValueError(msg)
+        if savepoint:
+            await _begin_for_savepoint(session)
         nested = await session.begin_nested()
         try:
             yield session
@@ -212,6 +214,27 @@ async def run_in_transaction(
             exc.retry_after = retry_after
         raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _begin_for_savepoint(session: SAAsyncSession) -> None:
+    """Make sure a SAVEPOINT will sit inside a real transaction of ``session``.
+
+    * a lazy-begin session still reading in autocommit opens its real transaction first (a SAVEPOINT on an
+      autocommit connection fails: "SAVEPOINT can only be used in transaction blocks");
+    * on SQLite the driver sends ``BEGIN`` only before a write, and a SAVEPOINT outside a transaction starts one that
+      its RELEASE commits (SQLite's documented behaviour): the block would be committed on its own, so ``BEGIN``
+      is sent first.
+    """
+    from litestar_db.lazy_begin import LazyBeginSession
+
+    sync = session.sync_session
+    if isinstance(sync, LazyBeginSession):
+        sync.leave_autocommit()
+    if session.bind is not None and session.bind.dialect.name == "sqlite":
+        conn = await session.connection()
+        raw = await conn.get_raw_connection()
+        if not raw.driver_connection.in_transaction:  # type: ignore[union-attr]
+            await conn.exec_driver_sql("BEGIN")
 
 
 def observe_commits(engine: AsyncEngine) -> None:

@@ -18,7 +18,7 @@ from litestar.exceptions import HTTPException
 from litestar.params import FromQuery
 from litestar.response import Stream
 from litestar.testing import AsyncTestClient, TestClient
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -121,8 +121,46 @@ async def streamed() -> Stream:
     return Stream(body())
 
 
+@post("/block-first", status_code=201)
+async def block_first(db_session: NamedDependency[AsyncSession]) -> None:
+    """The block is the request's first statement (SQLite's driver has sent no BEGIN yet), then the request fails."""
+    await add_in_service("block")
+    db_session.add(Row(label="handler"))
+    raise HTTPException(status_code=409, detail="refused")
+
+
+@get("/read-first-block")
+async def read_first_block() -> list[str]:
+    """A GET's service block that starts with a read (lazy begin: the request is still in autocommit)."""
+    async with transaction() as session:
+        labels = list(await session.scalars(select(Row.label).order_by(Row.id)))
+        session.add(Row(label="after a read"))
+    return labels
+
+
+@post("/manual-commit", status_code=201, opt={"db_autocommit": False})
+async def manual_commit() -> None:
+    """A db_autocommit=False route commits its own units: its block is a transaction of its own, as before."""
+    await add_in_service("manual")
+
+
+@post("/own-isolation", status_code=201)
+async def own_isolation() -> str:
+    """A block asking for its own isolation level runs on its own, at that level."""
+    async with transaction(isolation_level="SERIALIZABLE") as session:
+        session.add(Row(label="serializable"))
+        return str(await session.scalar(text("SELECT 1")))
+
+
+@get("/stream-rows")
+async def stream_rows(db_session: NamedDependency[AsyncSession]) -> list[str]:
+    """A streamed result in a GET: PostgreSQL opens a server-side cursor only inside a transaction."""
+    result = await db_session.stream_scalars(select(Row.label).order_by(Row.id))
+    return [label async for label in result]
+
+
 ROUTES = [both, inner_fails, same_row, read_then_service, duplicate_handled, per_message, then_in_background]
-ROUTES += [streamed]
+ROUTES += [streamed, block_first, read_first_block, manual_commit, own_isolation, stream_rows]
 
 
 @pytest.fixture
@@ -213,6 +251,23 @@ async def test_after_the_response_a_transaction_is_its_own(database: Database, d
         body = await client.get("/streamed")
     assert (posted.status_code, body.text) == (201, "done")
     assert await _labels(database) == ["seed", "handler", "background", "streamed"]
+
+
+async def test_second_breaker_round_cases(database: Database, db_url: str) -> None:
+    """Found by a second breaker: a first block committed alone on SQLite, a read-first block failed in a GET
+    (SAVEPOINT in autocommit), db_autocommit=False routes lost their blocks, an isolation level was a 500, and
+    stream() failed in any GET on PostgreSQL."""
+    app = Litestar(ROUTES, plugins=[DatabasePlugin(DatabaseConfig(url=db_url))])
+    async with AsyncTestClient(app) as client:
+        assert (await client.post("/block-first")).status_code == 409
+        assert await _labels(database) == ["seed"]
+        read_first = await client.get("/read-first-block")
+        assert (read_first.status_code, read_first.json()) == (200, ["seed"])
+        assert (await client.post("/manual-commit")).status_code == 201
+        assert (await client.post("/own-isolation")).text == "1"
+        streamed_rows = await client.get("/stream-rows")
+    assert streamed_rows.json() == ["seed", "after a read", "manual", "serializable"]
+    assert await _labels(database) == ["seed", "after a read", "manual", "serializable"]
 
 
 async def test_a_transaction_inside_a_retried_unit_is_a_savepoint_of_it(database: Database) -> None:

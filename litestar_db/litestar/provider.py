@@ -117,6 +117,10 @@ class RequestSessionProvider:
             maker = self._makers[key] = read_only_sessionmaker(bind)
         return maker
 
+    def autocommits(self, scope: Scope) -> bool:
+        """Whether the request's transaction is committed by the request (not a ``db_autocommit=False`` route)."""
+        return bool(scope["route_handler"].opt.get(OPT_AUTOCOMMIT, self._config.autocommit))
+
     def provide_session(self, scope: Scope) -> AsyncSession:
         """The request's session, created on first use.
 

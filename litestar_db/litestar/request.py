@@ -214,6 +214,8 @@ class _ResponseStart:
             return None
         provider = self._middleware._provider
         assert provider is not None
+        if not provider.autocommits(self._scope):
+            return None  # db_autocommit=False: the handler commits its own units, as before
         return provider.provide_session(self._scope)
 
     async def __call__(self, message: Message) -> None:
