@@ -9,12 +9,17 @@ from litestar_db._validation import ConfigurationError, check, is_token, mask_ur
 if TYPE_CHECKING:
     from litestar_db.config import DatabaseConfig, HealthConfig, ReadWriteConfig
 
-__all__ = ("ISOLATION_LEVELS", "check_database", "check_health", "check_read_write")
+__all__ = ("ISOLATION_LEVELS", "check_database", "check_health", "check_read_write", "normal_level")
 
 ISOLATION_LEVELS = frozenset(
     {"READ UNCOMMITTED", "READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE", "AUTOCOMMIT"},
 )
 """Isolation level names accepted by ``DatabaseConfig.isolation_level`` and route ``opt`` (upper case)."""
+
+
+def normal_level(level: str) -> str:
+    """``level`` as SQLAlchemy reads it: upper case, ``_`` for a space (``"repeatable_read"`` is REPEATABLE READ)."""
+    return level.upper().replace("_", " ")
 
 
 def check_read_write(config: ReadWriteConfig) -> None:
@@ -42,7 +47,6 @@ def check_read_write(config: ReadWriteConfig) -> None:
     check(len(names) == len(set(names)), "read_write.replicas.name", names, "names must be unique")
     split, n = config.enable_read_write_split, len(replicas)
     check(not split or n > 0, "read_write.replicas", n, "the read/write split needs at least one replica")
-    check(split or n == 0, "read_write.enable_read_write_split", split, "replicas are given but would go unused")
     check(is_token(config.token_name), "read_write.token_name", config.token_name, "must be a cookie/header name")
     secret = config.token_secret
     check(secret is None or (isinstance(secret, str) and secret != ""), "read_write.token_secret", "***", "empty")
@@ -83,8 +87,11 @@ def check_database(config: DatabaseConfig) -> None:
         reason = "PgBouncer does not pass it on; set it per role (ALTER ROLE … SET statement_timeout)"
         raise ConfigurationError("statement_timeout", timeout, reason)
     positive(config.slow_query_seconds, "slow_query_seconds", allow_zero=True)
+    command = config.connection.command_timeout
+    if command is not None and timeout is not None:
+        check(command > timeout, "connection.command_timeout", command, "must exceed statement_timeout")
     level = config.isolation_level
-    ok_level = level is None or (isinstance(level, str) and level.upper() in ISOLATION_LEVELS)
+    ok_level = level is None or (isinstance(level, str) and normal_level(level) in ISOLATION_LEVELS)
     check(ok_level, "isolation_level", level, "unknown isolation level")
     if config.url is not None:  # the parts the URL replaces would be silently ignored
         parts = config.credentials != CredentialsConfig() or (

@@ -68,7 +68,16 @@ def parse_url(raw: str, field_name: str) -> URL:
 # Query parameters SQLAlchemy's asyncpg dialect passes on as asyncpg.connect() keywords (and litestar_db's own
 # ``pgbouncer``); ``sslmode`` (libpq's name, in the URLs hosting providers hand out) is passed on as ``ssl``.
 _ASYNCPG_QUERY = frozenset(
-    {"ssl", "sslmode", "pgbouncer", "prepared_statement_cache_size", "target_session_attrs", "direct_tls", "passfile"}
+    {
+        "ssl",
+        "sslmode",
+        "pgbouncer",
+        "host",  # a Unix socket directory (?host=/cloudsql/...) or SQLAlchemy's multi-host form (?host=a:1&host=b:2)
+        "prepared_statement_cache_size",
+        "target_session_attrs",
+        "direct_tls",
+        "passfile",
+    }
 )
 _SSL_MODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
 _LIBPQ_HINTS = {

@@ -56,6 +56,10 @@ class ConnectionConfig:
     """Reported in ``pg_stat_activity.application_name``; defaults to ``"litestar_db"``."""
     connect_timeout: float = 10.0
     """Seconds to wait for a new server connection before giving up."""
+    command_timeout: float | None = None
+    """Client-side bound of every call, in seconds (asyncpg's ``command_timeout``): a server that stops answering
+    (a frozen host, a network blackhole, where no server-side timeout fires) is answered 503 instead of hanging.
+    Set it above ``statement_timeout`` and above any timeout a route raises with ``SET LOCAL``; ``None``: no bound."""
     pgbouncer: bool = False
     """Set when connecting through PgBouncer in transaction mode: disables asyncpg's prepared statement caches
     and gives each prepared statement a unique name (also ``?pgbouncer=true`` in a URL)."""
@@ -68,6 +72,7 @@ class ConnectionConfig:
         check(ok_port, "connection.port", self.port, "must be an integer between 1 and 65535")
         check(isinstance(self.database, str) and bool(self.database), "connection.database", self.database, "empty")
         positive(self.connect_timeout, "connection.connect_timeout")
+        positive(self.command_timeout, "connection.command_timeout", optional=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,8 +293,8 @@ class DatabaseConfig:
     """Log every SQL statement (SQLAlchemy ``echo``)."""
     statement_timeout: float | None = None
     """PostgreSQL ``statement_timeout`` in seconds (at least 0.001) for every session; ``None`` keeps the server
-    default. Each call is also bounded on the client (asyncpg's ``command_timeout``, 2 s more), for a server that
-    stops answering: 503. Not with PgBouncer, which does not pass startup parameters on (set it per role there)."""
+    default. Not with PgBouncer, which does not pass startup parameters on (set it per role there). A server that
+    stops answering is bounded by ``connection.command_timeout`` instead."""
     isolation_level: str | None = None
     """Default isolation level of every transaction (``"READ COMMITTED"``, ``"SERIALIZABLE"``, …)."""
     slow_query_seconds: float = 0.5

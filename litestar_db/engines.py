@@ -17,16 +17,11 @@ from litestar_db.config import DatabaseConfig, PoolConfig
 from litestar_db.instrument import InstrumentedQueuePool
 
 __all__ = (
-    "COMMAND_TIMEOUT_GRACE_SECONDS",
     "connection_options_engine",
     "create_engine_for",
     "engine_kwargs",
     "isolation_level_engine",
 )
-
-
-COMMAND_TIMEOUT_GRACE_SECONDS = 2.0
-"""How long after ``statement_timeout`` the client gives up on a server that sent nothing back (seconds)."""
 
 
 def _pgbouncer_statement_name() -> str:
@@ -77,9 +72,10 @@ def engine_kwargs(config: DatabaseConfig, url: URL, pool: PoolConfig, *, null_po
     connect_args: dict[str, Any] = {"server_settings": server_settings, "timeout": config.connection.connect_timeout}
     if config.statement_timeout is not None:
         server_settings["statement_timeout"] = str(int(config.statement_timeout * 1000))
+    if config.connection.command_timeout is not None:
         # the client-side bound (asyncpg's per-call timeout) for a server that stops answering (frozen, network
         # blackhole), where the server-side timeout never fires: asyncio.TimeoutError, answered as 503
-        connect_args["command_timeout"] = config.statement_timeout + COMMAND_TIMEOUT_GRACE_SECONDS
+        connect_args["command_timeout"] = config.connection.command_timeout
     if config.connection.pgbouncer:
         connect_args.update(statement_cache_size=0, prepared_statement_cache_size=0)
         connect_args["prepared_statement_name_func"] = _pgbouncer_statement_name

@@ -57,11 +57,11 @@ SECRET = "s3cr3t-pa55"
         (lambda: ReplicaConfig(url="postgresql://r/db", weight=0), "read_write.replicas.weight"),
         (lambda: ReplicaConfig(url="sqlite:///replica.db"), "read_write.replicas.url"),
         (lambda: ReadWriteConfig(enable_read_write_split=True), "read_write.replicas"),
-        (
-            lambda: ReadWriteConfig(replicas=(ReplicaConfig(url="postgresql://r/db"),)),
-            "read_write.enable_read_write_split",
-        ),
         (lambda: ReadWriteConfig(token_name="a;b"), "read_write.token_name"),
+        (
+            lambda: DatabaseConfig(statement_timeout=5, connection=ConnectionConfig(command_timeout=5)),
+            "connection.command_timeout",
+        ),
         (lambda: ReadWriteConfig(token_secret=""), "read_write.token_secret"),
         (lambda: HealthConfig(retry_after_seconds=2.5), "health.retry_after_seconds"),  # type: ignore[arg-type]
         (lambda: HealthConfig(path=None), "health.path"),  # type: ignore[arg-type]
@@ -99,6 +99,16 @@ def test_url_infers_type_and_driver() -> None:
     lite = DatabaseConfig(url="sqlite:///x.db")
     assert lite.type is DatabaseType.SQLITE
     assert lite.sqlalchemy_url().drivername == "sqlite+aiosqlite"
+
+
+def test_accepted_forms_that_look_unusual() -> None:
+    """Second breaker round: valid configurations the new checks refused."""
+    DatabaseConfig(url="postgresql://app@/db?host=/cloudsql/project:region:instance")  # a Unix socket directory
+    DatabaseConfig(url="postgresql://app@/db?host=a:5432&host=b:5432&target_session_attrs=read-write")
+    DatabaseConfig(isolation_level="repeatable_read")  # SQLAlchemy's spelling
+    DatabaseConfig(
+        url="postgresql://app@db/x", read_write=ReadWriteConfig(replicas=(ReplicaConfig(url="postgresql://r/x"),))
+    )
 
 
 def test_read_only_methods_match_in_any_case() -> None:

@@ -21,7 +21,7 @@ from sqlalchemy import ForeignKey, String, func, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from litestar_db import DatabaseConfig, DatabasePlugin, PoolConfig, get_database
+from litestar_db import ConnectionConfig, DatabaseConfig, DatabasePlugin, PoolConfig, get_database
 from tests.conftest import _plain, pg_execute
 from tests.server import serve
 
@@ -184,11 +184,11 @@ async def schema(pg_url: str) -> str:
     return pg_url
 
 
-def app_for(url: str, statement_timeout: float | None = None, **pool: float) -> Litestar:
+def app_for(url: str, command_timeout: float | None = None, **pool: float) -> Litestar:
     config = DatabaseConfig(
         url=url,
         pool=PoolConfig(**pool) if pool else PoolConfig(),  # type: ignore[arg-type]
-        statement_timeout=statement_timeout,
+        connection=ConnectionConfig(command_timeout=command_timeout),
     )
     return Litestar(HANDLERS, plugins=[DatabasePlugin(config)])
 
@@ -250,8 +250,8 @@ async def test_sibling_dependencies_sharing_the_session_take_turns(schema: str) 
 
 async def test_a_server_that_stops_answering_gets_503_not_a_hang(schema: str) -> None:
     """Found by a breaker: with the backend frozen, the request waited forever (statement_timeout runs on the
-    server). asyncpg's per-call timeout (statement_timeout + 2 s) bounds it; the connection is discarded."""
-    app = app_for(schema, statement_timeout=0.5, min_size=1, max_size=2)
+    server). connection.command_timeout (asyncpg's per-call timeout) bounds it; the connection is discarded."""
+    app = app_for(schema, command_timeout=1.0, min_size=1, max_size=2)
     try:
         async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as c:
             started = time.monotonic()

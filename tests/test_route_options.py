@@ -37,7 +37,7 @@ async def test_a_wrong_route_option_stops_the_app_at_startup(sqlite_url: str, op
 
 
 async def test_valid_route_options_start(sqlite_url: str) -> None:
-    @get("/report", opt={"db_isolation_level": "serializable", "db_autocommit": False, "db_routing": "read_only"})
+    @get("/report", opt={"db_isolation_level": "repeatable_read", "db_autocommit": False, "db_routing": "read_only"})
     async def report() -> str:
         return "ok"
 

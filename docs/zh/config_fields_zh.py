@@ -15,7 +15,7 @@ DESCRIPTIONS: dict[str, str] = {
     "DatabaseConfig.echo": "记录每一条 SQL（SQLAlchemy 的 ``echo``）。",
     "DatabaseConfig.statement_timeout": (
         "每个会话的 PostgreSQL ``statement_timeout``，单位秒（至少 0.001）；``None`` 表示沿用服务器设置。"
-        "每次调用在客户端也有上限（asyncpg 的 ``command_timeout``，多 2 秒），用于服务器不再应答的情况：503。"
+        "服务器不再应答的情况由 ``connection.command_timeout`` 限制。"
         "不能与 PgBouncer 一起使用，因为它不转发启动参数（请按角色设置）。"
     ),
     "DatabaseConfig.isolation_level": '所有事务的默认隔离级别（``"READ COMMITTED"``、``"SERIALIZABLE"`` 等）。',
@@ -30,6 +30,11 @@ DESCRIPTIONS: dict[str, str] = {
     "ConnectionConfig.database": '库名（PostgreSQL）或文件路径（SQLite；``":memory:"`` 为内存库）。',
     "ConnectionConfig.application_name": '显示在 ``pg_stat_activity.application_name`` 中；默认 ``"litestar_db"``。',
     "ConnectionConfig.connect_timeout": "建立新连接时最多等待的秒数。",
+    "ConnectionConfig.command_timeout": (
+        "每次调用在客户端的上限，单位秒（asyncpg 的 ``command_timeout``）：服务器不再应答时（主机冻结、网络黑洞，"
+        "服务器端超时不会触发）返回 503 而不是一直挂起。请设置得大于 ``statement_timeout`` 以及路由用 ``SET LOCAL`` "
+        "调高的任何超时；``None`` 表示不限制。"
+    ),
     "ConnectionConfig.pgbouncer": "经由事务模式的 PgBouncer 连接时打开：关闭 asyncpg 的预编译语句缓存，"
     "并给每条预编译语句唯一的名字（URL 中写 ``?pgbouncer=true`` 效果相同）。",
     # CredentialsConfig

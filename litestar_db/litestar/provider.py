@@ -14,7 +14,7 @@ from litestar import Litestar
 from litestar.types import Scope
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from litestar_db._config_checks import ISOLATION_LEVELS
+from litestar_db._config_checks import ISOLATION_LEVELS, normal_level
 from litestar_db._validation import check
 from litestar_db.config import RequestConfig
 from litestar_db.database import Database
@@ -230,7 +230,7 @@ def check_route_options(app: Litestar) -> None:
             opt = getattr(handler, "opt", None) or {}
             where = f"route {route.path} ({getattr(handler, 'handler_name', '?')}): opt"
             level = opt.get(OPT_ISOLATION_LEVEL)
-            ok = level is None or (isinstance(level, str) and level.upper() in ISOLATION_LEVELS)
+            ok = level is None or (isinstance(level, str) and normal_level(level) in ISOLATION_LEVELS)
             check(ok, f"{where}[{OPT_ISOLATION_LEVEL!r}]", level, "unknown isolation level")
             autocommit = opt.get(OPT_AUTOCOMMIT)
             check(
