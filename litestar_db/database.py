@@ -33,7 +33,7 @@ from litestar_db.lazy_begin import LazyBeginSession
 from litestar_db.replicas import ReplicaRouter
 from litestar_db.session import AsyncSession, SyncSession, make_sessionmaker
 from litestar_db.stats import EngineCounters
-from litestar_db.transactions import atomic, current_unit, observe_commits, run_in_transaction
+from litestar_db.transactions import atomic, commit_observer, current_unit, observe_commits, run_in_transaction
 
 if TYPE_CHECKING:
     from litestar_db.migrations import Migrations
@@ -244,6 +244,9 @@ class Database(MonitoringMixin):
         except Exception as exc:
             self._raise_translated(exc)
             raise
+        observer = commit_observer.get()
+        if observer is not None:  # a retried unit of work must not re-run this commit
+            observer[0] = True
 
     @asynccontextmanager
     async def read_replica(self) -> AsyncIterator[AsyncSession]:

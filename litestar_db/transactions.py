@@ -174,13 +174,14 @@ async def run_in_transaction(
     """
     retry_after = db.config.health.retry_after_seconds
     committed = [False]  # the current attempt's unit committed part of its work itself (session.commit())
+    observed = [False]  # ... or through another connection (Database.connection(), a nested session())
 
     def mark_committed(session: Any) -> None:
         committed[0] = True
 
     def may_retry(exc: BaseException) -> bool:
-        # re-running a unit that already committed would repeat what it committed
-        return not committed[0] and is_retryable(exc)
+        # re-running a unit that already committed (its session, or another connection) would repeat what it did
+        return not committed[0] and not observed[0] and is_retryable(exc)
 
     def before_sleep(state: RetryCallState) -> None:
         db.counters_retried()
@@ -198,8 +199,10 @@ async def run_in_transaction(
             with attempt:
                 async with db.session() as session:
                     session.info[ATTEMPT_KEY] = attempt.retry_state.attempt_number
-                    committed[0] = False
+                    committed[0] = observed[0] = False
                     event.listen(session.sync_session, "after_commit", mark_committed)
+                    outer_observer = commit_observer.get()
+                    observer_token = commit_observer.set(observed)
                     # transaction() blocks opened by the unit join it as SAVEPOINTs (same task only)
                     token = current_unit.set((functools.partial(_same, session), asyncio.current_task(), False))
                     try:
@@ -208,6 +211,9 @@ async def run_in_transaction(
                     finally:
                         current_unit.reset(token)
                         event.remove(session.sync_session, "after_commit", mark_committed)
+                        commit_observer.reset(observer_token)
+                        if outer_observer is not None and (observed[0] or committed[0]):
+                            outer_observer[0] = True  # the request's read-your-writes token still sees it
                 return result
     except DatabaseError as exc:
         if isinstance(exc, TransactionConflictError) and exc.retry_after is None:

@@ -121,6 +121,22 @@ async def test_a_unit_that_committed_part_of_its_work_is_not_re_run(db: Database
     assert attempts == [1]
     assert [r["what"] for r in await pg_execute(accounts, "SELECT what FROM audit")] == ["charge card"]
 
+    async def unit_with_a_connection(session: AsyncSession) -> None:
+        """The same through another connection (second breaker round)."""
+        attempts.append(session.info[ATTEMPT_KEY])
+        async with db.connection() as conn:
+            await conn.execute(text("INSERT INTO audit (what) VALUES ('send mail')"))
+        await session.execute(text("DO $$ BEGIN RAISE EXCEPTION 'write skew' USING ERRCODE = '40001'; END $$"))
+
+    attempts.clear()
+    with pytest.raises(SerializationFailureError):
+        await db.run_in_transaction(unit_with_a_connection, retries=3)
+    assert attempts == [1]
+    assert [r["what"] for r in await pg_execute(accounts, "SELECT what FROM audit ORDER BY id")] == [
+        "charge card",
+        "send mail",
+    ]
+
 
 async def test_connection_lost_during_commit_is_never_retried(db: Database, accounts: str) -> None:
     """A deferred trigger kills the backend inside COMMIT: the outcome is unknown, so no second attempt."""
