@@ -202,6 +202,10 @@ class AsyncSession(_SAAsyncSession):
             if self._ltdb_idle is None:
                 self._ltdb_idle = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._ltdb_idle)
+            if self.may_take_turns is None:  # a streamed result holds the connection between calls now
+                raise ConcurrentSessionUseError
+        if self.may_take_turns is None:
+            raise ConcurrentSessionUseError
         self._ltdb_owner = asyncio.current_task()
         return True
 
@@ -231,6 +235,7 @@ class AsyncSession(_SAAsyncSession):
         Returns:
             An ``AsyncResult`` proxy.
         """
+        self.may_take_turns = None  # its cursor uses the connection between calls: no more turns
         result = await _stream(self, *args, **kwargs)
         return _ClosableResult(result, self)
 
@@ -240,6 +245,7 @@ class AsyncSession(_SAAsyncSession):
         Returns:
             An ``AsyncScalarResult`` proxy.
         """
+        self.may_take_turns = None
         result = await _stream_scalars(self, *args, **kwargs)
         return _ClosableResult(result, self)
 

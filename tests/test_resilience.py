@@ -120,6 +120,21 @@ async def siblings(
     return {"author_id": author_id, "count": count}
 
 
+async def stream_authors(db_session: NamedDependency[AsyncSession]) -> list[str]:
+    """A dependency reading a streamed result (a server-side cursor that uses the connection between calls)."""
+    result = await db_session.stream_scalars(text("SELECT name FROM author"))
+    names = []
+    async for name in result:
+        await asyncio.sleep(0.05)
+        names.append(name)
+    return names
+
+
+@get("/siblings-streaming", dependencies={"names": Provide(stream_authors), "count": Provide(count_authors)})
+async def siblings_streaming(names: NamedDependency[list[str]], count: NamedDependency[int]) -> int:
+    return count
+
+
 FROZEN: list[int] = []
 
 
@@ -167,7 +182,7 @@ async def author_with_books(author_id: FromPath[int], db_session: NamedDependenc
 
 
 HANDLERS = [slow_stream, plain, hold, gather, siblings, freeze_backend, cancelled]
-HANDLERS += [create_author, lazy_books, author_with_books]
+HANDLERS += [create_author, lazy_books, author_with_books, siblings_streaming]
 
 
 @pytest.fixture
@@ -267,6 +282,18 @@ async def test_a_server_that_stops_answering_gets_503_not_a_hang(schema: str) ->
             os.kill(pid, signal.SIGCONT)
         await pg_execute(schema, "SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", FROZEN)
         FROZEN.clear()
+
+
+async def test_a_streaming_dependency_does_not_take_turns(schema: str) -> None:
+    """A streamed result holds the connection between calls, so its sibling cannot take a turn: the request gets
+    the clear ConcurrentSessionUseError, not the driver's "another operation is in progress" (second breaker round)."""
+    await pg_execute(schema, "INSERT INTO author (name) SELECT 'a' || g FROM generate_series(1, 5) g")
+    async with serve(app_for(schema, min_size=1, max_size=2)) as base, httpx.AsyncClient(base_url=base) as c:
+        response = await c.get("/siblings-streaming")
+        assert response.status_code == 500
+        assert response.json()["error"] == "ConcurrentSessionUseError"
+        assert (await c.get("/plain")).status_code == 200
+        assert await app_connections(schema, "idle in transaction%") == 0
 
 
 async def test_pool_exhaustion_answers_503_at_the_deadline(schema: str) -> None:
