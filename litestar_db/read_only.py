@@ -9,7 +9,8 @@ With the split on, a ``read_only`` route gets a routing session (:mod:`litestar_
   PostgreSQL itself refuses a write hidden where the statement check cannot see it (a function of your own, a
   view over one): ``ERROR: cannot execute … in a read-only transaction`` (SQLSTATE 25006).
 
-SQLite has no read-only transactions: there the statement check is the whole guard.
+SQLite has no read-only transactions: there the statement check is the whole guard (raw SQL run on an explicit
+``session.connection()`` is not checked).
 """
 
 from __future__ import annotations
