@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
@@ -202,12 +203,24 @@ class AsyncSession(_SAAsyncSession):
             if self._ltdb_idle is None:
                 self._ltdb_idle = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._ltdb_idle)
-            if self.may_take_turns is None:  # a streamed result holds the connection between calls now
-                raise ConcurrentSessionUseError
-        if self.may_take_turns is None:
-            raise ConcurrentSessionUseError
         self._ltdb_owner = asyncio.current_task()
         return True
+
+    async def _call(self, awaitable: Awaitable[Any]) -> Any:
+        """Await ``awaitable`` as one guarded call (a fetch from a streamed result uses the connection too)."""
+        try:
+            claimed = self._claim()
+            if claimed is None:
+                claimed = await self._take_turn()
+        except BaseException:
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()  # never started: no "coroutine was never awaited" warning
+            raise
+        try:
+            return await awaitable
+        finally:
+            if claimed:
+                self._release()
 
     def _release(self) -> None:
         self._ltdb_owner = None
@@ -235,7 +248,6 @@ class AsyncSession(_SAAsyncSession):
         Returns:
             An ``AsyncResult`` proxy.
         """
-        self.may_take_turns = None  # its cursor uses the connection between calls: no more turns
         result = await _stream(self, *args, **kwargs)
         return _ClosableResult(result, self)
 
@@ -245,7 +257,6 @@ class AsyncSession(_SAAsyncSession):
         Returns:
             An ``AsyncScalarResult`` proxy.
         """
-        self.may_take_turns = None
         result = await _stream_scalars(self, *args, **kwargs)
         return _ClosableResult(result, self)
 
@@ -264,10 +275,12 @@ _stream_scalars = _guarded(_SAAsyncSession.stream_scalars)
 
 
 class _ClosableResult:
-    """Proxy of a streamed result that refuses reads once its session has closed.
+    """Proxy of a streamed result: refuses reads once its session has closed, and makes every fetch a guarded call
+    of the session (the cursor uses the session's connection, so a fetch takes its turn like any other call).
 
     Without it the driver reports "cursor cannot be created outside of a transaction" or
-    "PreparedStatement.fetch(): the underlying connection is closed", far from the mistake.
+    "PreparedStatement.fetch(): the underlying connection is closed", far from the mistake, and a fetch next to
+    another task's query fails with asyncpg's "another operation is in progress".
     """
 
     __slots__ = ("_result", "_session")
@@ -289,6 +302,8 @@ class _ClosableResult:
         def call(*args: Any, **kwargs: Any) -> Any:
             self._check()
             out = attr(*args, **kwargs)
+            if inspect.isawaitable(out):  # fetchone(), all(), close(), ...: IO on the session's connection
+                return self._session._call(out)
             # scalars()/mappings()/partitions() return further result objects: keep guarding them
             return _ClosableResult(out, self._session) if hasattr(out, "fetchmany") else out
 
@@ -299,7 +314,7 @@ class _ClosableResult:
 
     async def __anext__(self) -> Any:
         self._check()
-        return await self._result.__anext__()
+        return await self._session._call(self._result.__anext__())
 
 
 def make_sessionmaker(
