@@ -138,14 +138,16 @@ class MigrationFailedError(MigrationError):
 def alchemy_config_for(config: DatabaseConfig) -> SQLAlchemyAsyncConfig:
     """An advanced-alchemy config for migration commands, on the *primary* with an unpooled engine.
 
-    The engine runs without ``statement_timeout`` and reports ``application_name`` ``<name> migrations``.
+    The engine runs without ``statement_timeout`` or ``connection.command_timeout`` (a migration may wait for the
+    migration lock or run long DDL) and reports ``application_name`` ``<name> migrations``.
 
     Returns:
         :class:`advanced_alchemy.config.SQLAlchemyAsyncConfig` whose ``alembic_config`` carries
         ``migrations.script_location`` and ``migrations.version_table_name``.
     """
     app_name = f"{config.connection.application_name or 'litestar_db'} migrations"
-    quiet = replace(config, statement_timeout=None, connection=replace(config.connection, application_name=app_name))
+    connection = replace(config.connection, application_name=app_name, command_timeout=None)
+    quiet = replace(config, statement_timeout=None, connection=connection)
     engine = create_engine_for(quiet, config.sqlalchemy_url(), config.pool, null_pool=True)
     return SQLAlchemyAsyncConfig(
         engine_instance=engine,

@@ -15,7 +15,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import inspect
 
-from litestar_db import Database, DatabaseConfig, MigrationConfig, ReadWriteConfig, ReplicaConfig
+from litestar_db import ConnectionConfig, Database, DatabaseConfig, MigrationConfig, ReadWriteConfig, ReplicaConfig
 from litestar_db.litestar import DatabasePlugin
 from litestar_db.migrations import MIGRATION_LOCK_KEY, MigrationFailedError, Migrations
 from sample_project.app import MIGRATIONS_DIR, create_app
@@ -158,11 +158,15 @@ async def test_failing_migration_rolls_back_and_frees_the_lock(pg_url: str, tmp_
 
 
 @pytest.mark.postgres
-async def test_upgrade_waits_for_the_migration_lock(pg_url: str) -> None:
+@pytest.mark.parametrize("command_timeout", [None, 0.2])
+async def test_upgrade_waits_for_the_migration_lock(pg_url: str, command_timeout: float | None) -> None:
+    """With connection.command_timeout too: migrations wait for the lock and run DDL without the request bound
+    (third breaker round: the second pod of a rolling deploy failed after command_timeout)."""
     holder = await asyncpg.connect(_plain(pg_url))
+    config = replace(sample_config(pg_url), connection=ConnectionConfig(command_timeout=command_timeout))
     try:
         await holder.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
-        task = asyncio.create_task(Migrations(sample_config(pg_url)).upgrade())
+        task = asyncio.create_task(Migrations(config).upgrade())
         await asyncio.sleep(0.5)
         assert not task.done()
         assert "alembic_version" not in await table_names(pg_url)  # nothing ran while the lock was held
