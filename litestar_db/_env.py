@@ -83,8 +83,17 @@ def config_kwargs_from_env(env: Mapping[str, str]) -> dict[str, Any]:
         value = _get(env, name, conv)
         if value is not None:
             kwargs[key] = value
+    connection: dict[str, Any] = {}
     if app_name := env.get("DATABASE_APPLICATION_NAME"):
-        kwargs["connection"] = ConnectionConfig(application_name=app_name)
+        connection["application_name"] = app_name
+    command_timeout = _get(env, "DATABASE_COMMAND_TIMEOUT", float)
+    if command_timeout is not None:
+        connection["command_timeout"] = command_timeout
+    if connection:
+        try:
+            kwargs["connection"] = ConnectionConfig(**connection)
+        except ConfigurationError as exc:
+            raise ConfigurationError(_env_name(exc.field), exc.value, str(exc).split(": ", 1)[-1]) from None
     replica_urls = [u.strip() for u in (env.get("DATABASE_REPLICA_URLS") or "").split(",") if u.strip()]
     if replica_urls and raw_url is None:
         msg = "set DATABASE_URL to the PostgreSQL primary (the default is SQLite, which has no replicas)"
@@ -111,6 +120,7 @@ ENV_NAMES = {
     "statement_timeout": "DATABASE_STATEMENT_TIMEOUT",
     "slow_query_seconds": "DATABASE_SLOW_QUERY_SECONDS",
     "read_write.replicas.url": "DATABASE_REPLICA_URLS",
+    "connection.command_timeout": "DATABASE_COMMAND_TIMEOUT",
 }
 """Config field → the ``DATABASE_*`` variable that sets it (errors name the variable the user set)."""
 

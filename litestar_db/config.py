@@ -366,7 +366,8 @@ class DatabaseConfig:
         Reads ``DATABASE_URL`` (default ``sqlite+aiosqlite:///db.sqlite3``), ``DATABASE_POOL_SIZE`` (min_size),
         ``DATABASE_POOL_MAX_SIZE``, ``DATABASE_POOL_TIMEOUT`` (seconds), ``DATABASE_POOL_RECYCLE`` (seconds),
         ``DATABASE_POOL_PRE_PING``, ``DATABASE_ECHO``, ``DATABASE_STATEMENT_TIMEOUT`` (seconds),
-        ``DATABASE_APPLICATION_NAME``, ``DATABASE_REPLICA_URLS`` (comma-separated; enables the split),
+        ``DATABASE_COMMAND_TIMEOUT`` (seconds), ``DATABASE_APPLICATION_NAME``, ``DATABASE_REPLICA_URLS``
+        (comma-separated; enables the split),
         ``DATABASE_TOKEN_SECRET`` (the read-your-writes key; set the same value in every worker) and
         ``DATABASE_MIGRATE_ON_STARTUP``. Values are stripped; an empty ``DATABASE_URL`` is an error.
 

@@ -108,6 +108,7 @@ def test_documented_environment_variables_are_the_ones_read() -> None:
         "DATABASE_URL": "postgresql://u@h:5433/d",
         "DATABASE_ECHO": "true",
         "DATABASE_STATEMENT_TIMEOUT": "7",
+        "DATABASE_COMMAND_TIMEOUT": "12",
         "DATABASE_SLOW_QUERY_SECONDS": "0.25",
         "DATABASE_POOL_SIZE": "3",
         "DATABASE_POOL_MAX_SIZE": "9",

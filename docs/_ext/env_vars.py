@@ -15,6 +15,7 @@ ENV_VARS: dict[str, str] = {
     "PoolConfig.recycle": "DATABASE_POOL_RECYCLE",
     "PoolConfig.pre_ping": "DATABASE_POOL_PRE_PING",
     "ConnectionConfig.application_name": "DATABASE_APPLICATION_NAME",
+    "ConnectionConfig.command_timeout": "DATABASE_COMMAND_TIMEOUT",
     "ReadWriteConfig.replicas": "DATABASE_REPLICA_URLS",
     "ReadWriteConfig.token_secret": "DATABASE_TOKEN_SECRET",
     "MigrationConfig.migrate_on_startup": "DATABASE_MIGRATE_ON_STARTUP",
