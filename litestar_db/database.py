@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from sqlalchemy.sql import Executable
 
+from litestar_db._config_checks import normal_level
 from litestar_db._monitoring import MonitoringMixin
 from litestar_db.config import DatabaseConfig
 from litestar_db.engines import create_engine_for, isolation_level_engine
@@ -33,7 +34,14 @@ from litestar_db.lazy_begin import LazyBeginSession
 from litestar_db.replicas import ReplicaRouter
 from litestar_db.session import AsyncSession, SyncSession, make_sessionmaker
 from litestar_db.stats import EngineCounters
-from litestar_db.transactions import atomic, commit_observer, current_unit, observe_commits, run_in_transaction
+from litestar_db.transactions import (
+    atomic,
+    commit_observer,
+    current_unit,
+    observe_commits,
+    run_in_transaction,
+    unit_of,
+)
 
 if TYPE_CHECKING:
     from litestar_db.migrations import Migrations
@@ -43,6 +51,8 @@ __all__ = ("Database",)
 logger = logging.getLogger("litestar_db")
 _T = TypeVar("_T")
 _OPENED_AT = "litestar_db.opened_at"
+
+
 _PKG_DIR = str(Path(__file__).parent)
 
 
@@ -89,12 +99,14 @@ class Database(MonitoringMixin):
         with at least one replica (then nothing on the request path looks at replicas)."""
         if rw.enable_read_write_split and rw.replicas:
             self.router = ReplicaRouter(config, self.engine, self._counters["primary"])
-            observe_commits(self.engine)  # any commit in a request earns its client a read-your-writes token
+        # any commit on the primary is seen by whoever watches: a request (its read-your-writes token), a retried
+        # unit of work (not re-run once it committed something)
+        observe_commits(self.engine)
         self.lazy_sessionmaker: async_sessionmaker[AsyncSession] | None = None
         """Sessions for read-only requests: plain reads in autocommit until the first write
         (:mod:`litestar_db.lazy_begin`); ``None`` when the split is on, behind PgBouncer, or the isolation level is
         not READ COMMITTED."""
-        level = (config.isolation_level or "READ COMMITTED").upper()
+        level = normal_level(config.isolation_level or "READ COMMITTED")
         # Not behind PgBouncer in transaction mode: outside a transaction, asyncpg's prepare and execute may reach
         # different server connections ("prepared statement … does not exist").
         pgbouncer = config.connection.pgbouncer
@@ -211,15 +223,20 @@ class Database(MonitoringMixin):
         if current is not None and current[1] is asyncio.current_task() and not (current[2] and isolation_level):
             outer, request = current[0](), current[2]
         if outer is not None:
+            # blocks inside this one nest into it (an isolation_level there is refused, as in any nested block)
+            inner = current_unit.set(unit_of(outer)) if request else None
             try:
                 async with atomic(outer, isolation_level, savepoint=request) as sess:
                     yield sess
             except Exception as exc:  # the savepoint is rolled back; raise the translated error like the outer block
                 self._raise_translated(exc)
                 raise
+            finally:
+                if inner is not None:
+                    current_unit.reset(inner)
             return
         async with self.session() as sess:
-            token = current_unit.set((lambda: sess, asyncio.current_task(), False))
+            token = current_unit.set(unit_of(sess))
             try:
                 async with atomic(sess, isolation_level):
                     yield sess

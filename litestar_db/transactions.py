@@ -42,6 +42,7 @@ __all__ = (
     "observe_commits",
     "run_in_transaction",
     "transactional",
+    "unit_of",
 )
 
 logger = logging.getLogger("litestar_db")
@@ -204,7 +205,7 @@ async def run_in_transaction(
                     outer_observer = commit_observer.get()
                     observer_token = commit_observer.set(observed)
                     # transaction() blocks opened by the unit join it as SAVEPOINTs (same task only)
-                    token = current_unit.set((functools.partial(_same, session), asyncio.current_task(), False))
+                    token = current_unit.set(unit_of(session))
                     try:
                         async with atomic(session, isolation_level):
                             result = await fn(session)
@@ -269,6 +270,15 @@ def observe_commits(engine: AsyncEngine) -> None:
 
 def _same(session: AsyncSession) -> AsyncSession:
     return session
+
+
+def unit_of(session: AsyncSession) -> tuple[Callable[[], AsyncSession], asyncio.Task[Any] | None, bool]:
+    """The :data:`current_unit` entry of a block that owns ``session`` in the current task.
+
+    Returns:
+        ``(get_session, owner_task, is_request=False)``.
+    """
+    return functools.partial(_same, session), asyncio.current_task(), False
 
 
 def transactional(

@@ -179,3 +179,14 @@ async def test_not_used_with_stricter_isolation_or_pgbouncer(pg_url: str, extra:
         assert db.lazy_sessionmaker is None
     finally:
         await db.dispose()
+
+
+def test_read_committed_in_any_spelling_keeps_lazy_begin() -> None:
+    """Third breaker round: "read_committed" (SQLAlchemy's spelling) was accepted but turned lazy begin off."""
+    for level in ("read_committed", "Read Committed", None):
+        db = Database(DatabaseConfig(url="postgresql://u@127.0.0.1:1/d", isolation_level=level))
+        assert db.lazy_sessionmaker is not None, level
+    assert (
+        Database(DatabaseConfig(url="postgresql://u@127.0.0.1:1/d", isolation_level="SERIALIZABLE")).lazy_sessionmaker
+        is None
+    )

@@ -160,7 +160,31 @@ async def stream_rows(db_session: NamedDependency[AsyncSession]) -> list[str]:
 
 
 ROUTES = [both, inner_fails, same_row, read_then_service, duplicate_handled, per_message, then_in_background]
+
+
+@post("/background-only", status_code=201)
+async def background_only() -> Response[str]:
+    """The handler never asks for db_session; only its background task writes (third breaker round)."""
+    return Response("accepted", status_code=201, background=BackgroundTask(add_in_service, "background only"))
+
+
+@post("/isolation-inside-a-block", status_code=201)
+async def isolation_inside_a_block() -> None:
+    """A block with its own isolation level nested in a request block: refused, as nested blocks are elsewhere."""
+    async with transaction() as session:
+        session.add(Row(label="outer block"))
+        async with transaction(isolation_level="SERIALIZABLE") as inner:
+            inner.add(Row(label="inner block"))
+
+
+@post("/autocommit-route", status_code=201, opt={"db_isolation_level": "AUTOCOMMIT"})
+async def autocommit_route() -> None:
+    """An AUTOCOMMIT route has no transaction to join: its block is a transaction of its own."""
+    await add_in_service("autocommit route")
+
+
 ROUTES += [streamed, block_first, read_first_block, manual_commit, own_isolation, stream_rows]
+ROUTES += [background_only, isolation_inside_a_block, autocommit_route]
 
 
 @pytest.fixture
@@ -268,6 +292,15 @@ async def test_second_breaker_round_cases(database: Database, db_url: str) -> No
         streamed_rows = await client.get("/stream-rows")
     assert streamed_rows.json() == ["seed", "after a read", "manual", "serializable"]
     assert await _labels(database) == ["seed", "after a read", "manual", "serializable"]
+
+
+async def test_third_breaker_round_cases(database: Database, db_url: str) -> None:
+    app = Litestar(ROUTES, plugins=[DatabasePlugin(DatabaseConfig(url=db_url))])
+    async with AsyncTestClient(app) as client:
+        assert (await client.post("/background-only")).status_code == 201
+        assert (await client.post("/isolation-inside-a-block")).status_code == 500  # ValueError, nothing committed
+        assert (await client.post("/autocommit-route")).status_code == 201
+    assert await _labels(database) == ["seed", "background only", "autocommit route"]
 
 
 async def test_a_transaction_inside_a_retried_unit_is_a_savepoint_of_it(database: Database) -> None:

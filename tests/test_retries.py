@@ -132,9 +132,23 @@ async def test_a_unit_that_committed_part_of_its_work_is_not_re_run(db: Database
     with pytest.raises(SerializationFailureError):
         await db.run_in_transaction(unit_with_a_connection, retries=3)
     assert attempts == [1]
+
+    async def unit_with_a_session(session: AsyncSession) -> None:
+        """The same through a session of its own (third breaker round: the split was off, so it was not seen)."""
+        attempts.append(session.info[ATTEMPT_KEY])
+        async with db.session() as other:
+            await other.execute(text("INSERT INTO audit (what) VALUES ('notify')"))
+            await other.commit()
+        await session.execute(text("DO $$ BEGIN RAISE EXCEPTION 'write skew' USING ERRCODE = '40001'; END $$"))
+
+    attempts.clear()
+    with pytest.raises(SerializationFailureError):
+        await db.run_in_transaction(unit_with_a_session, retries=3)
+    assert attempts == [1]
     assert [r["what"] for r in await pg_execute(accounts, "SELECT what FROM audit ORDER BY id")] == [
         "charge card",
         "send mail",
+        "notify",
     ]
 
 

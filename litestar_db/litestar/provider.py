@@ -117,9 +117,14 @@ class RequestSessionProvider:
             maker = self._makers[key] = read_only_sessionmaker(bind)
         return maker
 
-    def autocommits(self, scope: Scope) -> bool:
-        """Whether the request's transaction is committed by the request (not a ``db_autocommit=False`` route)."""
-        return bool(scope["route_handler"].opt.get(OPT_AUTOCOMMIT, self._config.autocommit))
+    def joinable(self, scope: Scope) -> bool:
+        """Whether ``transaction()`` blocks can join the request's transaction: the request commits it (not a
+        ``db_autocommit=False`` route) and it is one (not an ``AUTOCOMMIT`` route)."""
+        opt = scope["route_handler"].opt
+        level = opt.get(OPT_ISOLATION_LEVEL)
+        if level is not None and normal_level(level) == "AUTOCOMMIT":
+            return False
+        return bool(opt.get(OPT_AUTOCOMMIT, self._config.autocommit))
 
     def provide_session(self, scope: Scope) -> AsyncSession:
         """The request's session, created on first use.

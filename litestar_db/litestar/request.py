@@ -190,7 +190,7 @@ class _ResponseStart:
     A slotted object rather than a closure: one allocation per request instead of a function and its cells.
     """
 
-    __slots__ = ("_middleware", "_observed", "_scope", "_send", "_split")
+    __slots__ = ("_middleware", "_observed", "_scope", "_send", "_split", "_started")
 
     def __init__(
         self,
@@ -205,21 +205,22 @@ class _ResponseStart:
         self._send = send
         self._split = split
         self._observed = observed
+        self._started = False
 
     def request_session(self) -> AsyncSession | None:
         """The request's session (created on first use), for ``transaction()`` blocks joining it; ``None`` once the
         response started (its transaction is over: a background task or a streamed body runs on its own)."""
-        unit: RequestUnit | None = self._scope["state"].get(STATE_KEY)
-        if unit is not None and unit.done:
+        if self._started:
             return None
         provider = self._middleware._provider
         assert provider is not None
-        if not provider.autocommits(self._scope):
-            return None  # db_autocommit=False: the handler commits its own units, as before
+        if not provider.joinable(self._scope):
+            return None  # db_autocommit=False (the handler commits its own units) or an AUTOCOMMIT route
         return provider.provide_session(self._scope)
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
+            self._started = True
             scope = self._scope
             wrote = False
             observed = self._observed
