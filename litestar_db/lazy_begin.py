@@ -52,18 +52,6 @@ class LazyBeginSession(SyncSession):
             self.began = True
             self.drop_bind_connection(self.autocommit_bind)
 
-    def execute(self, statement: Any, params: Any = None, **kw: Any) -> Any:
-        """SQLAlchemy's ``execute``; a streamed result (``AsyncSession.stream()``: a server-side cursor, which
-        PostgreSQL opens only inside a transaction) leaves autocommit first.
-
-        Returns:
-            SQLAlchemy's ``Result``.
-        """
-        options = kw.get("execution_options")
-        if not self.began and options and options.get("stream_results"):
-            self.leave_autocommit()
-        return super().execute(statement, params, **kw)
-
     def get_bind(self, mapper: Any = None, *, clause: Any = None, bind: Any = None, **kw: Any) -> Any:
         """The autocommit engine for plain reads before the first write, the primary's transaction otherwise."""
         if bind is not None:

@@ -248,6 +248,7 @@ class AsyncSession(_SAAsyncSession):
         Returns:
             An ``AsyncResult`` proxy.
         """
+        _leave_autocommit(self)
         result = await _stream(self, *args, **kwargs)
         return _ClosableResult(result, self)
 
@@ -257,6 +258,7 @@ class AsyncSession(_SAAsyncSession):
         Returns:
             An ``AsyncScalarResult`` proxy.
         """
+        _leave_autocommit(self)
         result = await _stream_scalars(self, *args, **kwargs)
         return _ClosableResult(result, self)
 
@@ -268,6 +270,14 @@ class AsyncSession(_SAAsyncSession):
             await asyncio.wait_for(asyncio.shield(self._ltdb_idle), _CLOSE_WAIT_SECONDS)
         self._ltdb_closed = True
         await super().close()
+
+
+def _leave_autocommit(session: AsyncSession) -> None:
+    """A streamed result is a server-side cursor, which PostgreSQL opens only inside a transaction: a lazy-begin
+    session (:mod:`litestar_db.lazy_begin`) still reading in autocommit opens its real transaction first."""
+    leave = getattr(session.sync_session, "leave_autocommit", None)
+    if leave is not None:
+        leave()
 
 
 _stream = _guarded(_SAAsyncSession.stream)
