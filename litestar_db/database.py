@@ -39,6 +39,7 @@ from litestar_db.transactions import (
     commit_observer,
     current_unit,
     observe_commits,
+    restore_unit,
     run_in_transaction,
     unit_of,
 )
@@ -222,6 +223,8 @@ class Database(MonitoringMixin):
         # a block asking for its own isolation level cannot join the request's transaction: it runs on its own
         if current is not None and current[1] is asyncio.current_task() and not (current[2] and isolation_level):
             outer, request = current[0](), current[2]
+            if outer is not None and outer._ltdb_closed:  # a unit that ended in another task (see restore_unit)
+                outer, request = None, False
         if outer is not None:
             # blocks inside this one nest into it (an isolation_level there is refused, as in any nested block)
             inner = current_unit.set(unit_of(outer)) if request else None
@@ -233,7 +236,7 @@ class Database(MonitoringMixin):
                 raise
             finally:
                 if inner is not None:
-                    current_unit.reset(inner)
+                    restore_unit(inner)
             return
         async with self.session() as sess:
             token = current_unit.set(unit_of(sess))
@@ -241,7 +244,7 @@ class Database(MonitoringMixin):
                 async with atomic(sess, isolation_level):
                     yield sess
             finally:
-                current_unit.reset(token)
+                restore_unit(token)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:

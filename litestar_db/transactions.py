@@ -8,14 +8,16 @@ fresh session (a plain ``async with`` cannot re-run its body).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -40,6 +42,7 @@ __all__ = (
     "commit_observer",
     "current_unit",
     "observe_commits",
+    "restore_unit",
     "run_in_transaction",
     "transactional",
     "unit_of",
@@ -82,7 +85,8 @@ async def commit(session: SAAsyncSession, retry_after: int | None = None) -> Non
         except Exception:  # the connection is gone; closing the session invalidates it
             logger.debug("rollback after failed commit failed", exc_info=True)
         err = translate_error(exc, retry_after=retry_after)
-        if isinstance(err, ConnectionLostError):
+        lost_before = isinstance(exc, sa_exc.PendingRollbackError)  # invalidated earlier: COMMIT never reached it
+        if isinstance(err, ConnectionLostError) and not lost_before:
             raise AmbiguousCommitError(retry_after=retry_after) from exc
         if err is not None and err is not exc:
             raise err from exc
@@ -266,6 +270,18 @@ def observe_commits(engine: AsyncEngine) -> None:
         dialect.do_commit = do_commit  # type: ignore[method-assign]
 
     event.listen(engine.sync_engine.pool, "connect", install, once=True)
+
+
+def restore_unit(token: Token[Any]) -> None:
+    """Reset :data:`current_unit` to what it was before ``token``'s ``set``.
+
+    A ``transaction()`` block in a generator dependency is resumed for its clean-up in another task (Litestar cleans
+    up several generator dependencies in an anyio task group), whose context is a copy: there the reset is
+    impossible (``ValueError``) and unnecessary; the entry left in the first context names a session that is closed
+    by then, which ``Database.transaction`` does not join.
+    """
+    with contextlib.suppress(ValueError):  # "created in a different Context"
+        current_unit.reset(token)
 
 
 def _same(session: AsyncSession) -> AsyncSession:
