@@ -18,7 +18,7 @@ from sqlalchemy import String, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from litestar_db import DatabaseConfig, DatabasePlugin, PoolConfig
+from litestar_db import DatabaseConfig, DatabasePlugin, PoolConfig, transaction
 from litestar_db.errors import (
     ConflictError,
     ConnectionLostError,
@@ -104,6 +104,16 @@ async def cancelled_then_continued(db_session: NamedDependency[AsyncSession]) ->
     return {"done": True}
 
 
+@get("/cancelled-in-a-block")
+async def cancelled_in_a_block(db_session: NamedDependency[AsyncSession]) -> dict[str, bool]:
+    """A query cancelled inside a block that joined the request transaction; the handler carries on."""
+    await db_session.execute(text("SELECT 1"))
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(0.2), transaction() as session:
+            await session.execute(text("SELECT pg_sleep(3)"))
+    return {"done": True}
+
+
 @get("/healthy")
 async def healthy(db_session: NamedDependency[AsyncSession]) -> dict[str, int]:
     return {"one": (await db_session.execute(text("SELECT 1"))).scalar_one()}
@@ -120,6 +130,7 @@ HANDLERS = [
     terminated,
     terminated_caught,
     cancelled_then_continued,
+    cancelled_in_a_block,
     healthy,
 ]
 
@@ -194,7 +205,7 @@ async def test_c01_backend_terminated_mid_transaction(client: AsyncTestClient[Li
     await assert_nothing_left(pg_url)
 
 
-@pytest.mark.parametrize("path", ["/terminated-caught", "/cancelled-then-continued"])
+@pytest.mark.parametrize("path", ["/terminated-caught", "/cancelled-then-continued", "/cancelled-in-a-block"])
 async def test_a_statement_after_a_lost_connection_is_503_too(
     client: AsyncTestClient[Litestar], pg_url: str, path: str
 ) -> None:
