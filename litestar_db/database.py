@@ -36,7 +36,6 @@ from litestar_db.session import AsyncSession, SyncSession, make_sessionmaker
 from litestar_db.stats import EngineCounters
 from litestar_db.transactions import (
     atomic,
-    commit_observer,
     current_unit,
     observe_commits,
     restore_unit,
@@ -264,9 +263,6 @@ class Database(MonitoringMixin):
         except Exception as exc:
             self._raise_translated(exc)
             raise
-        observer = commit_observer.get()
-        if observer is not None:  # a retried unit of work must not re-run this commit
-            observer[0] = True
 
     @asynccontextmanager
     async def read_replica(self) -> AsyncIterator[AsyncSession]:

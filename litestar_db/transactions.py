@@ -73,10 +73,7 @@ async def commit(session: SAAsyncSession, retry_after: int | None = None) -> Non
         DatabaseError: any other translated failure (e.g. a deferred unique violation → ``ConflictError``).
     """
     try:
-        await session.commit()
-        observer = commit_observer.get()
-        if observer is not None:
-            observer[0] = True
+        await session.commit()  # observe_commits reports it to commit_observer
     except Exception as exc:
         # A failed COMMIT can leave the server transaction open (SQLite keeps it after a deferred foreign-key
         # failure): roll back explicitly so nothing of it survives on the pooled connection.
@@ -178,15 +175,11 @@ async def run_in_transaction(
         DatabaseError: any other translated database failure.
     """
     retry_after = db.config.health.retry_after_seconds
-    committed = [False]  # the current attempt's unit committed part of its work itself (session.commit())
-    observed = [False]  # ... or through another connection (Database.connection(), a nested session())
-
-    def mark_committed(session: Any) -> None:
-        committed[0] = True
+    committed = [False]  # a COMMIT during the current attempt (observe_commits: its session or any other connection)
 
     def may_retry(exc: BaseException) -> bool:
-        # re-running a unit that already committed (its session, or another connection) would repeat what it did
-        return not committed[0] and not observed[0] and is_retryable(exc)
+        # re-running a unit that already committed part of its work would repeat what it committed
+        return not committed[0] and is_retryable(exc)
 
     def before_sleep(state: RetryCallState) -> None:
         db.counters_retried()
@@ -204,10 +197,9 @@ async def run_in_transaction(
             with attempt:
                 async with db.session() as session:
                     session.info[ATTEMPT_KEY] = attempt.retry_state.attempt_number
-                    committed[0] = observed[0] = False
-                    event.listen(session.sync_session, "after_commit", mark_committed)
+                    committed[0] = False
                     outer_observer = commit_observer.get()
-                    observer_token = commit_observer.set(observed)
+                    observer_token = commit_observer.set(committed)
                     # transaction() blocks opened by the unit join it as SAVEPOINTs (same task only)
                     token = current_unit.set(unit_of(session))
                     try:
@@ -215,9 +207,8 @@ async def run_in_transaction(
                             result = await fn(session)
                     finally:
                         current_unit.reset(token)
-                        event.remove(session.sync_session, "after_commit", mark_committed)
                         commit_observer.reset(observer_token)
-                        if outer_observer is not None and (observed[0] or committed[0]):
+                        if outer_observer is not None and committed[0]:
                             outer_observer[0] = True  # the request's read-your-writes token still sees it
                 return result
     except DatabaseError as exc:
