@@ -14,7 +14,7 @@ from litestar_db.config import (
     ReplicaConfig,
 )
 
-__all__ = ("DEFAULT_URL", "ENV_NAMES", "config_kwargs_from_env")
+__all__ = ("DEFAULT_URL", "ENV_NAMES", "config_kwargs_from_env", "env_error")
 
 DEFAULT_URL = "sqlite+aiosqlite:///db.sqlite3"
 _T = TypeVar("_T")
@@ -50,6 +50,23 @@ def config_kwargs_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     Raises:
         ConfigurationError: naming the variable whose value cannot be parsed or is out of range.
     """
+    try:
+        return _kwargs(env)
+    except ConfigurationError as exc:
+        raise env_error(exc, env) from None
+
+
+def env_error(exc: ConfigurationError, env: Mapping[str, str]) -> ConfigurationError:
+    """``exc`` naming the ``DATABASE_*`` variable the user set for its field; ``exc`` itself when none was set.
+
+    Returns:
+        The error to raise.
+    """
+    name = ENV_NAMES.get(exc.field)
+    return exc if name is None or name not in env else ConfigurationError(name, exc.value, exc.reason)
+
+
+def _kwargs(env: Mapping[str, str]) -> dict[str, Any]:
     raw_url = env.get("DATABASE_URL")
     if raw_url is not None and not raw_url.strip():
         # an empty value is a missing secret, not a request for the SQLite default
@@ -71,10 +88,7 @@ def config_kwargs_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     if "max_size" in pool and "min_size" not in pool:  # a cap alone: the pool keeps its default size under it
         pool["min_size"] = min(PoolConfig().min_size, pool["max_size"])
     if pool:
-        try:
-            kwargs["pool"] = PoolConfig(**pool)
-        except ConfigurationError as exc:
-            raise ConfigurationError(_env_name(exc.field), exc.value, str(exc).split(": ", 1)[-1]) from None
+        kwargs["pool"] = PoolConfig(**pool)
     for name, key, conv in (
         ("DATABASE_ECHO", "echo", _bool),
         ("DATABASE_STATEMENT_TIMEOUT", "statement_timeout", float),
@@ -90,19 +104,13 @@ def config_kwargs_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     if command_timeout is not None:
         connection["command_timeout"] = command_timeout
     if connection:
-        try:
-            kwargs["connection"] = ConnectionConfig(**connection)
-        except ConfigurationError as exc:
-            raise ConfigurationError(_env_name(exc.field), exc.value, str(exc).split(": ", 1)[-1]) from None
+        kwargs["connection"] = ConnectionConfig(**connection)
     replica_urls = [u.strip() for u in (env.get("DATABASE_REPLICA_URLS") or "").split(",") if u.strip()]
     if replica_urls and raw_url is None:
         msg = "set DATABASE_URL to the PostgreSQL primary (the default is SQLite, which has no replicas)"
         raise ConfigurationError("DATABASE_URL", None, msg)
     if replica_urls:
-        try:
-            replicas = tuple(ReplicaConfig(url=u, name=f"replica{i}") for i, u in enumerate(replica_urls, start=1))
-        except ConfigurationError as exc:
-            raise ConfigurationError("DATABASE_REPLICA_URLS", exc.value, str(exc).split(": ", 1)[-1]) from None
+        replicas = tuple(ReplicaConfig(url=u, name=f"replica{i}") for i, u in enumerate(replica_urls, start=1))
         secret = (env.get("DATABASE_TOKEN_SECRET") or "").strip() or None
         kwargs["read_write"] = ReadWriteConfig(enable_read_write_split=True, replicas=replicas, token_secret=secret)
     migrate = _get(env, "DATABASE_MIGRATE_ON_STARTUP", _bool)
@@ -123,7 +131,3 @@ ENV_NAMES = {
     "connection.command_timeout": "DATABASE_COMMAND_TIMEOUT",
 }
 """Config field → the ``DATABASE_*`` variable that sets it (errors name the variable the user set)."""
-
-
-def _env_name(field_name: str) -> str:
-    return ENV_NAMES.get(field_name, field_name)

@@ -26,6 +26,7 @@ class ConfigurationError(ImproperConfigurationError, ValueError):
     def __init__(self, field: str, value: object, reason: str) -> None:
         self.field = field
         self.value = value
+        self.reason = reason
         super().__init__(f"invalid {field}={value!r}: {reason}")
 
 

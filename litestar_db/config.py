@@ -382,17 +382,16 @@ class DatabaseConfig:
             ConfigurationError: naming the environment variable whose value is invalid.
         """
         env = os.environ if environ is None else environ
-        from litestar_db._env import ENV_NAMES, config_kwargs_from_env
+        from litestar_db._env import config_kwargs_from_env, env_error
 
         kwargs = config_kwargs_from_env(env)
         kwargs.update(overrides)
         try:
             return cls(**kwargs)
         except ConfigurationError as exc:
-            name = ENV_NAMES.get(exc.field)
-            if name is None or name not in env or exc.field.split(".", 1)[0] in overrides:
+            if exc.field.split(".", 1)[0] in overrides:  # the override's value, not the environment's
                 raise
-            raise ConfigurationError(name, exc.value, str(exc).split(": ", 1)[-1]) from None
+            raise env_error(exc, env) from None
 
 
 def _asyncpg_url(connection: ConnectionConfig, credentials: CredentialsConfig) -> URL:
