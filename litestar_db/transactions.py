@@ -116,8 +116,7 @@ async def atomic(session: _S, isolation_level: str | None = None, *, savepoint: 
                 "in a request, set the route's opt={'db_isolation_level': ...}"
             )
             raise ValueError(msg)
-        if savepoint:
-            await _begin_for_savepoint(session)
+        await _begin_for_savepoint(session)
         nested = await session.begin_nested()
         try:
             yield session

@@ -303,6 +303,17 @@ async def test_third_breaker_round_cases(database: Database, db_url: str) -> Non
     assert await _labels(database) == ["seed", "background only", "autocommit route"]
 
 
+async def test_a_nested_block_rolls_back_with_its_outer_block(database: Database) -> None:
+    """Outside requests too: on SQLite a nested block's RELEASE committed it alone when the outer block had not
+    written yet (the driver had sent no BEGIN)."""
+    with pytest.raises(RuntimeError):
+        async with database.transaction():
+            async with database.transaction() as inner:
+                inner.add(Row(label="inner"))
+            raise RuntimeError("the outer block fails")
+    assert await _labels(database) == ["seed"]
+
+
 async def test_a_transaction_inside_a_retried_unit_is_a_savepoint_of_it(database: Database) -> None:
     """Outside requests too: the unit's failure after the inner block rolls the inner block back."""
 
